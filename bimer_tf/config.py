@@ -1,0 +1,285 @@
+"""Experiment configuration: nested dataclasses, YAML overrides, `--set`.
+
+Defaults live in the dataclasses below and nowhere else. A YAML file in
+`configs/` holds only the values it changes; `--set a.b=value` overrides one
+field on top (the value is parsed as YAML, so `--set trainer.epochs=3` gives an
+int and `--set data.labels=[a,b]` a list). Unknown keys are an error that
+names the key. The resolved config is written to the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bimer_tf.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+
+
+@dataclass
+class AudioConfig:
+    """Front end shared by the input pipeline and the serving graph."""
+
+    sample_rate: int = 16000
+    # Longer audio is cropped (after trimming) and shorter audio zero-padded.
+    max_duration_s: float = 6.0
+    # Leading/trailing frames quieter than this many dB below the loudest
+    # frame are trimmed (librosa.effects.trim's rule, in-graph).
+    trim_top_db: float = 30.0
+    trim_frame_length: int = 1024
+    trim_hop_length: int = 256
+    # Peak below this (dBFS) counts as silent audio and is rejected.
+    silence_floor_dbfs: float = -60.0
+    # The paper's log-mel: HTK mel scale, 128 bands, n_fft 1024, hop 512.
+    n_mels: int = 128
+    n_fft: int = 1024
+    hop_length: int = 512
+    fmin: float = 0.0
+    fmax: float | None = None  # None: sample_rate / 2
+    # Dynamic range kept below the utterance's loudest mel bin; the log-mel is
+    # scaled to [0, 1] over this range (what the paper's image rendering did).
+    top_db: float = 80.0
+    # 1: plain log-mel. 3: an image for ImageNet backbones, rendered by
+    # `channel_mode` "viridis" (as in the paper) or "repeat".
+    channels: int = 1
+    channel_mode: str = "repeat"
+
+
+@dataclass
+class SpecAugmentConfig:
+    """On-the-fly masking of training batches (never evaluation or serving)."""
+
+    enabled: bool = True
+    # A mask width is drawn per example from these values (the paper's 15/20/25).
+    freq_mask_widths: list[int] = field(default_factory=lambda: [15, 20, 25])
+    num_freq_masks: int = 1
+    time_mask_max_frames: int = 0  # 0 disables time masking
+    num_time_masks: int = 0
+
+
+@dataclass
+class TextConfig:
+    """Text preprocessing: a keras-hub BERT tokenizer."""
+
+    # "minilm-offline" (the pip-installed all-MiniLM-L6-v2), a keras-hub
+    # preset name such as "bert_base_en_uncased", or a local preset folder.
+    preset: str = "minilm-offline"
+    sequence_length: int = 48
+
+
+@dataclass
+class DataConfig:
+    # Labels in class-id order: the one label map of an experiment.
+    labels: list[str] = field(default_factory=lambda: ["neutral", "angry", "sad", "happy"])
+    # The demo corpus is generated here on first use when `manifest` is null.
+    demo_dir: str = "data/demo"
+    manifest: str | None = None
+    splits: str | None = None  # default: splits.json beside the manifest
+    fold: str | None = None  # default: the first fold
+    protocol: str | None = None  # default: the protocol in splits.json
+    batch_size: int = 16
+    shuffle_buffer: int = 2048
+    # Cache decoded waveforms in memory (pays for corpora that fit in RAM).
+    cache: bool = True
+
+
+@dataclass
+class SpeechModelConfig:
+    type: str = "crnn"  # ResNet-CRNN+AT
+    stage_widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    blocks_per_stage: int = 1
+    gru_units: int = 256
+    attention_units: int = 128
+    transformer_heads: int = 8
+    transformer_intermediate_dim: int = 1024
+    transformer_layers: int = 1
+    dropout: float = 0.3
+    feature_dim: int = 512
+
+
+@dataclass
+class TextModelConfig:
+    trainable: bool = True
+    pooling: str = "mean"  # "mean" over tokens (how MiniLM was trained) or "cls"
+    dropout: float = 0.1
+    feature_dim: int = 256
+
+
+@dataclass
+class ModelConfig:
+    type: str = "bimer"
+    speech: SpeechModelConfig = field(default_factory=SpeechModelConfig)
+    text: TextModelConfig = field(default_factory=TextModelConfig)
+    fusion_dropout: float = 0.2
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-5
+    # Separate rate for the pretrained text encoder; null: learning_rate.
+    text_learning_rate: float | None = None
+    weight_decay: float = 1e-3
+    label_smoothing: float = 0.0
+    seed: int = 1234
+    # Stop when validation UA has not improved for this many epochs (0: never).
+    early_stopping_patience: int = 0
+
+
+@dataclass
+class RuntimeConfig:
+    # "auto": MirroredStrategy when several GPUs are visible, else the default
+    # strategy; "mirrored"; "multi_worker" (reads TF_CONFIG); "default".
+    strategy: str = "auto"
+    mixed_precision: bool = False
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "bimer-demo"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# Each model type's default config file (relative to configs/).
+DEFAULT_CONFIG_FILES = {"bimer": "demo.yaml"}
+
+
+def _merge(obj, overrides: dict, path: str = ""):
+    """Applies a nested dict of overrides to a dataclass, in place."""
+    if not isinstance(overrides, dict):
+        raise InputError(f"config section '{path or '<root>'}' must be a mapping, got {overrides!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in overrides.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise InputError(
+                f"unknown config key '{key_path}'; valid keys here: {', '.join(sorted(names))}"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, key_path)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], key_path))
+    return obj
+
+
+def _coerce(value, hint, key_path):
+    """Checks a YAML value against a field's type (ints are accepted as floats)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise InputError(f"config key '{key_path}' may not be null")
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in args if a is not type(None))
+        return _coerce(value, hint, key_path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"config key '{key_path}' expects a list, got {value!r}")
+        return [_coerce(v, args[0], key_path) for v in value] if args else value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise InputError(f"config key '{key_path}' expects true/false, got {value!r}")
+    if hint in (int, float, str) and (not isinstance(value, hint) or isinstance(value, bool)):
+        raise InputError(f"config key '{key_path}' expects {hint.__name__}, got {value!r}")
+    return value
+
+
+def parse_set(assignment: str) -> dict:
+    """Turns 'a.b.c=value' into {'a': {'b': {'c': value}}}."""
+    if "=" not in assignment:
+        raise InputError(f"--set expects key.path=value, got '{assignment}'")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as error:
+        raise InputError(f"--set {key}: cannot parse value '{raw}' ({error})") from None
+    tree: dict = {}
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return tree
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise InputError(f"config file {path} is not valid YAML: {error}") from None
+    return data or {}
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    overrides: list[str] = (),
+    model_type: str | None = None,
+) -> ExperimentConfig:
+    """Defaults <- config file (or the model's default file) <- --set overrides."""
+    config = ExperimentConfig()
+    if config_file is None and model_type is not None:
+        if model_type not in DEFAULT_CONFIG_FILES:
+            raise InputError(
+                f"unknown model '{model_type}'; choose one of: {', '.join(DEFAULT_CONFIG_FILES)}"
+            )
+        config_file = CONFIG_DIR / DEFAULT_CONFIG_FILES[model_type]
+    if config_file is not None:
+        _merge(config, read_yaml(config_file))
+    for assignment in overrides:
+        _merge(config, parse_set(assignment))
+    if model_type is not None:
+        config.model.type = model_type
+    validate(config)
+    return config
+
+
+def validate(config: ExperimentConfig) -> None:
+    labels = config.data.labels
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise InputError(f"data.labels must hold at least 2 distinct labels, got {labels}")
+    if config.audio.channels not in (1, 3):
+        raise InputError(f"audio.channels must be 1 or 3, got {config.audio.channels}")
+    if config.audio.channel_mode not in ("repeat", "viridis"):
+        raise InputError(f"audio.channel_mode must be 'repeat' or 'viridis', got '{config.audio.channel_mode}'")
+    if any(w <= 0 or w >= config.audio.n_mels for w in config.spec_augment.freq_mask_widths):
+        raise InputError(
+            f"spec_augment.freq_mask_widths must lie in 1..{config.audio.n_mels - 1}, "
+            f"got {config.spec_augment.freq_mask_widths}"
+        )
+    if config.model.text.pooling not in ("mean", "cls"):
+        raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: dict) -> ExperimentConfig:
+    config = _merge(ExperimentConfig(), data)
+    validate(config)
+    return config
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
