@@ -125,8 +125,6 @@ class TrainerConfig:
     epochs: int = 30
     optimizer: str = "adamw"
     learning_rate: float = 1e-5
-    # Separate rate for the pretrained text encoder; null: learning_rate.
-    text_learning_rate: float | None = None
     weight_decay: float = 1e-3
     label_smoothing: float = 0.0
     seed: int = 1234
