@@ -1,0 +1,122 @@
+"""The audio front end shared by the input pipeline and the serving graph.
+
+WAV bytes -> mono waveform (`decode_wav`) -> leading/trailing silence trimmed
+(`trim_silence`) -> cropped or zero-padded to the configured duration
+(`fit_length`) -> log-mel image (`LogMelSpectrogram`). Only core TensorFlow
+ops, so the exported SavedModel runs in stock TensorFlow Serving.
+
+Documented behaviour for unusual but valid audio: stereo (any channel count)
+is averaged to mono; audio longer than `max_duration_s` after trimming keeps
+its first `max_duration_s` seconds. Invalid audio (wrong sample rate, not
+16-bit PCM, no samples, silent) raises `InvalidArgumentError` whose message
+says what is expected.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from bimer_tf.config import AudioConfig
+from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
+
+
+def decode_wav(wav_bytes, sample_rate: int):
+    """Scalar string of 16-bit PCM WAV bytes -> float32 mono waveform [samples]."""
+    audio, rate = tf.audio.decode_wav(wav_bytes)
+    tf.debugging.assert_equal(
+        rate,
+        tf.constant(sample_rate, tf.int32),
+        message=f"audio_wav: expected {sample_rate} Hz 16-bit PCM WAV; resample the audio to {sample_rate} Hz",
+    )
+    tf.debugging.assert_positive(
+        tf.shape(audio)[0], message="audio_wav: the WAV holds no samples"
+    )
+    return tf.reduce_mean(audio, axis=1)
+
+
+def trim_silence(
+    waveform,
+    top_db: float,
+    frame_length: int,
+    hop_length: int,
+    silence_floor_dbfs: float,
+):
+    """Drops leading/trailing frames quieter than `top_db` below the loudest frame.
+
+    The rule of `librosa.effects.trim` (frame RMS in dB relative to the
+    maximum), in-graph. Audio whose peak is below `silence_floor_dbfs` is
+    rejected as silent rather than trimmed to nothing.
+    """
+    peak = tf.reduce_max(tf.abs(waveform))
+    floor = tf.constant(10.0 ** (silence_floor_dbfs / 20.0), tf.float32)
+    tf.debugging.assert_greater_equal(
+        peak,
+        floor,
+        message=f"audio_wav: the audio is silent (peak below {silence_floor_dbfs:.0f} dBFS)",
+    )
+    frames = tf.signal.frame(waveform, frame_length, hop_length, pad_end=True)
+    rms = tf.sqrt(tf.reduce_mean(tf.square(frames), axis=-1))
+    db = 20.0 * tf.math.log(tf.maximum(rms, 1e-10)) / tf.math.log(10.0)
+    loud = tf.where(db >= tf.reduce_max(db) - top_db)[:, 0]
+    start = tf.cast(loud[0], tf.int32) * hop_length
+    end = tf.minimum(
+        (tf.cast(loud[-1], tf.int32) * hop_length) + frame_length, tf.shape(waveform)[0]
+    )
+    return waveform[start:end]
+
+
+def fit_length(waveform, num_samples: int):
+    """Crops (keeping the start) or zero-pads a waveform to `num_samples`."""
+    waveform = waveform[:num_samples]
+    padding = num_samples - tf.shape(waveform)[0]
+    waveform = tf.pad(waveform, [[0, padding]])
+    return tf.ensure_shape(waveform, [num_samples])
+
+
+class AudioFrontend:
+    """An `AudioConfig` turned into the front end's functions and layer.
+
+    `waveform(wav_bytes)` runs per example (inside `Dataset.map` or
+    `tf.map_fn`); `log_mel(waveforms)` runs on a batch.
+    """
+
+    def __init__(self, config: AudioConfig):
+        self.config = config
+        self.num_samples = int(round(config.max_duration_s * config.sample_rate))
+        self.log_mel = LogMelSpectrogram(
+            sample_rate=config.sample_rate,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            n_mels=config.n_mels,
+            fmin=config.fmin,
+            fmax=config.fmax,
+            top_db=config.top_db,
+            channels=config.channels,
+            channel_mode=config.channel_mode,
+            name="log_mel_spectrogram",
+        )
+        self.log_mel.build((None, self.num_samples))
+
+    @property
+    def num_frames(self) -> int:
+        return self.log_mel.num_frames(self.num_samples)
+
+    def waveform(self, wav_bytes):
+        c = self.config
+        audio = decode_wav(wav_bytes, c.sample_rate)
+        audio = trim_silence(
+            audio, c.trim_top_db, c.trim_frame_length, c.trim_hop_length, c.silence_floor_dbfs
+        )
+        return fit_length(audio, self.num_samples)
+
+    def batch_waveforms(self, wav_bytes_batch):
+        """[batch] WAV strings -> [batch, num_samples] waveforms."""
+        return tf.map_fn(
+            self.waveform,
+            wav_bytes_batch,
+            fn_output_signature=tf.TensorSpec([self.num_samples], tf.float32),
+        )
+
+    def features(self, wav_bytes_batch):
+        """[batch] WAV strings -> [batch, frames, n_mels, channels] log-mel."""
+        return self.log_mel(self.batch_waveforms(wav_bytes_batch))

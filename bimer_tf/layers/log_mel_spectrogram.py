@@ -1,0 +1,134 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="bimer_tf")
+class LogMelSpectrogram(keras.layers.Layer):
+    """Batched waveforms -> log-mel "images" in [0, 1], time first.
+
+    Computes what the BiMER paper's librosa pipeline computed, in-graph so that
+    the input pipeline and the serving graph run the same ops: a centred
+    (reflect-padded) Hann STFT, power spectrum, an HTK mel filterbank built by
+    `librosa.filters.mel(htk=True)`, then decibels relative to the utterance's
+    loudest bin, clipped at `-top_db` and scaled to [0, 1]. Zero padding maps to
+    0, so padded frames look like silence.
+
+    With `channels=3` the image is repeated over 3 channels (`channel_mode=
+    "repeat"`) or coloured with the viridis colormap (`"viridis"`, the paper's
+    rendering) for ImageNet backbones.
+
+    Args:
+        sample_rate: int. Sampling rate of the waveforms in Hz.
+        n_fft: int. FFT size and window length.
+        hop_length: int. Samples between frames.
+        n_mels: int. Mel bands.
+        fmin: float. Lowest mel filter edge in Hz.
+        fmax: float or None. Highest mel filter edge; None is `sample_rate / 2`.
+        top_db: float. Dynamic range kept below the loudest bin.
+        channels: int. 1 or 3.
+        channel_mode: str. "repeat" or "viridis" (only used when `channels=3`).
+
+    Call arguments:
+        waveforms: float32 tensor [batch, samples] in [-1, 1].
+
+    Returns:
+        float32 tensor [batch, 1 + samples // hop_length, n_mels, channels].
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_fft=1024,
+        hop_length=512,
+        n_mels=128,
+        fmin=0.0,
+        fmax=None,
+        top_db=80.0,
+        channels=1,
+        channel_mode="repeat",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.fmin = fmin
+        self.fmax = fmax
+        self.top_db = top_db
+        self.channels = channels
+        self.channel_mode = channel_mode
+        self.supports_masking = False
+
+    def build(self, input_shape):
+        import librosa
+
+        # [n_fft // 2 + 1, n_mels]: constant, derived from the arguments.
+        mel = librosa.filters.mel(
+            sr=self.sample_rate,
+            n_fft=self.n_fft,
+            n_mels=self.n_mels,
+            fmin=self.fmin,
+            fmax=self.fmax,
+            htk=True,
+        )
+        self._mel_matrix = tf.constant(mel.T, dtype=tf.float32)
+        if self.channels == 3 and self.channel_mode == "viridis":
+            from matplotlib import colormaps
+
+            lut = colormaps["viridis"](np.linspace(0.0, 1.0, 256))[:, :3]
+            self._viridis = tf.constant(lut, dtype=tf.float32)
+        self.built = True
+
+    def call(self, waveforms):
+        waveforms = tf.convert_to_tensor(waveforms, tf.float32)
+        pad = self.n_fft // 2
+        padded = tf.pad(waveforms, [[0, 0], [pad, pad]], mode="REFLECT")
+        stft = tf.signal.stft(
+            padded,
+            frame_length=self.n_fft,
+            frame_step=self.hop_length,
+            fft_length=self.n_fft,
+            window_fn=tf.signal.hann_window,
+            pad_end=False,
+        )
+        power = tf.math.square(tf.abs(stft))
+        mel = tf.tensordot(power, self._mel_matrix, axes=1)
+        db = 10.0 * tf.math.log(tf.maximum(mel, 1e-10)) / tf.math.log(10.0)
+        db = db - tf.reduce_max(db, axis=[1, 2], keepdims=True)
+        image = (tf.maximum(db, -self.top_db) + self.top_db) / self.top_db
+        image = image[..., tf.newaxis]
+        if self.channels == 3:
+            if self.channel_mode == "viridis":
+                index = tf.cast(tf.round(image[..., 0] * 255.0), tf.int32)
+                image = tf.gather(self._viridis, index)
+            else:
+                image = tf.tile(image, [1, 1, 1, 3])
+        return image
+
+    def num_frames(self, num_samples):
+        """Frames produced for `num_samples` samples (centred STFT)."""
+        return 1 + num_samples // self.hop_length
+
+    def compute_output_shape(self, input_shape):
+        batch, samples = input_shape
+        frames = None if samples is None else self.num_frames(samples)
+        return (batch, frames, self.n_mels, self.channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sample_rate": self.sample_rate,
+                "n_fft": self.n_fft,
+                "hop_length": self.hop_length,
+                "n_mels": self.n_mels,
+                "fmin": self.fmin,
+                "fmax": self.fmax,
+                "top_db": self.top_db,
+                "channels": self.channels,
+                "channel_mode": self.channel_mode,
+            }
+        )
+        return config
