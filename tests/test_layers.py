@@ -1,0 +1,147 @@
+"""ResidualBlock and SoftAttentionPooling: shapes, masking, serialization."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from bimer_tf.layers import ResidualBlock, SoftAttentionPooling
+
+
+def _save_and_reload(model, tmp_path):
+    path = tmp_path / "model.keras"
+    model.save(path)
+    return keras.saving.load_model(path)
+
+
+# --- ResidualBlock ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "in_channels, filters, strides, projected",
+    [
+        (8, 8, 1, False),  # same shape: identity shortcut
+        (8, 8, 2, True),  # downsampling needs a projection
+        (4, 8, 1, True),  # so does a channel change
+        (4, 8, (2, 1), True),
+    ],
+)
+def test_residual_block_shapes_and_shortcut(in_channels, filters, strides, projected):
+    block = ResidualBlock(filters, strides=strides)
+    inputs = np.random.rand(2, 9, 7, in_channels).astype("float32")
+    outputs = block(inputs)
+    expected = block.compute_output_shape(inputs.shape)
+    assert tuple(outputs.shape) == expected
+    rows, cols = (strides, strides) if isinstance(strides, int) else strides
+    assert expected == (2, -(-9 // rows), -(-7 // cols), filters)
+    assert (block.shortcut_conv is not None) == projected
+    assert (block.shortcut_norm is not None) == projected
+    # Kernels of conv1 and conv2 and BN gamma/beta of norm1 and norm2, plus
+    # the shortcut's kernel, gamma and beta when projected.
+    assert len(block.trainable_weights) == (9 if projected else 6)
+
+
+def test_residual_block_accepts_variable_time():
+    inputs = keras.Input((None, 16, 4))
+    outputs = ResidualBlock(8, strides=2)(inputs)
+    assert tuple(outputs.shape) == (None, None, 8, 8)
+
+
+def test_residual_block_negative_slope():
+    # With identity convolutions and no projection the block is
+    # LeakyReLU(BN(LeakyReLU(BN(x))) + x) ~= LeakyReLU(2 x) for x < 0.
+    block = ResidualBlock(1, negative_slope=0.5)
+    block.build((1, 1, 1, 1))
+    identity = np.zeros((3, 3, 1, 1), "float32")
+    identity[1, 1] = 1.0
+    block.conv1.kernel.assign(identity)
+    block.conv2.kernel.assign(identity)
+    output = block(-np.ones((1, 1, 1, 1), "float32"), training=False)
+    # BN at its initial state divides by sqrt(1 + eps), so compare loosely.
+    np.testing.assert_allclose(np.asarray(output).ravel(), [0.5 * (-0.5 - 1)], rtol=1e-3)
+
+
+def test_residual_block_config_round_trip():
+    block = ResidualBlock(16, strides=2, negative_slope=0.2, name="block")
+    restored = ResidualBlock.from_config(block.get_config())
+    assert restored.get_config() == block.get_config()
+    assert (restored.filters, restored.strides, restored.negative_slope) == (16, 2, 0.2)
+
+
+def test_residual_block_keras_file_round_trip(tmp_path):
+    inputs = keras.Input((None, 12, 3))
+    model = keras.Model(inputs, ResidualBlock(6, strides=2, name="block")(inputs))
+    x = np.random.rand(2, 10, 12, 3).astype("float32")
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.random.rand(2, 5, 6, 6), epochs=1, verbose=0)  # moves BN statistics
+    restored = _save_and_reload(model, tmp_path)
+    assert isinstance(restored.get_layer("block"), ResidualBlock)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+# --- SoftAttentionPooling --------------------------------------------------
+
+
+def test_attention_pooling_shapes_and_weights():
+    pooling = SoftAttentionPooling(units=4)
+    inputs = np.random.rand(3, 7, 5).astype("float32")
+    pooled, weights = pooling(inputs, return_attention_scores=True)
+    assert tuple(pooled.shape) == (3, 5)
+    assert tuple(weights.shape) == (3, 7)
+    np.testing.assert_allclose(np.sum(weights, axis=-1), 1.0, rtol=1e-5)
+    # The output is the attention-weighted sum of the steps.
+    np.testing.assert_allclose(pooled, np.einsum("bt,btd->bd", weights, inputs), rtol=1e-5)
+    np.testing.assert_allclose(pooling(inputs), pooled)
+
+
+def test_attention_pooling_symbolic_with_scores():
+    inputs = keras.Input((None, 6))
+    pooled, weights = SoftAttentionPooling(units=3)(inputs, return_attention_scores=True)
+    assert tuple(pooled.shape) == (None, 6)
+    assert tuple(weights.shape) == (None, None)
+
+
+def test_attention_pooling_ignores_masked_steps():
+    pooling = SoftAttentionPooling(units=4)
+    inputs = np.random.rand(2, 6, 3).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=bool)
+    changed = inputs.copy()
+    changed[~mask] = 100.0  # values at masked steps must not matter
+    pooled, weights = pooling(inputs, mask=mask, return_attention_scores=True)
+    np.testing.assert_allclose(pooling(changed, mask=mask), pooled, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(weights)[~mask], 0.0, atol=1e-7)
+    np.testing.assert_allclose(np.sum(weights, axis=-1), 1.0, rtol=1e-5)
+    # An int mask means the same as a bool one.
+    np.testing.assert_allclose(pooling(inputs, mask=mask.astype("int32")), pooled)
+
+
+def test_attention_pooling_uses_keras_mask():
+    # A mask made upstream (Embedding mask_zero) reaches the pooling layer.
+    token_ids = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(10, 4, mask_zero=True)(token_ids)
+    model = keras.Model(token_ids, SoftAttentionPooling(units=3)(embedded))
+    ids = np.array([[3, 4, 0, 0], [3, 4, 7, 9]], dtype="int32")
+    outputs = model.predict(ids, verbose=0)
+    np.testing.assert_allclose(outputs[0], model.predict(ids[:1, :2], verbose=0)[0], rtol=1e-5)
+    assert not np.allclose(outputs[0], outputs[1])
+
+
+def test_attention_pooling_mixed_precision_mask():
+    pooling = SoftAttentionPooling(units=4, dtype="mixed_float16")
+    inputs = np.random.rand(2, 5, 3).astype("float16")
+    mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=bool)
+    pooled = np.asarray(pooling(inputs, mask=mask))
+    assert pooled.dtype == np.float16
+    assert np.all(np.isfinite(pooled))
+
+
+def test_attention_pooling_config_and_keras_file_round_trip(tmp_path):
+    layer = SoftAttentionPooling(units=5, name="pool")
+    assert SoftAttentionPooling.from_config(layer.get_config()).get_config() == layer.get_config()
+    inputs = keras.Input((None, 4))
+    model = keras.Model(inputs, layer(inputs))
+    x = np.random.rand(2, 8, 4).astype("float32")
+    restored = _save_and_reload(model, tmp_path)
+    assert restored.get_layer("pool").units == 5
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
