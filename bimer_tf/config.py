@@ -126,7 +126,6 @@ class TrainerConfig:
     optimizer: str = "adamw"
     learning_rate: float = 1e-5
     weight_decay: float = 1e-3
-    label_smoothing: float = 0.0
     seed: int = 1234
     # Stop when validation UA has not improved for this many epochs (0: never).
     early_stopping_patience: int = 0

@@ -1,0 +1,117 @@
+"""Input pipeline throughput: decode -> trim -> log-mel -> SpecAugment -> batch.
+
+    python benchmarks/input_pipeline.py [--manifest M] [--batch-size 16] [--utterances 2000]
+    python benchmarks/input_pipeline.py --paper-style 40   # also time the paper's image path
+
+Prints one JSON line. The dataset is built by `bimer_tf.data.pipeline` with
+caching off, so every utterance is read and decoded from disk each pass. The
+default manifest is the demo corpus. `--paper-style N` times the BiMER
+paper's feature path on N clips for comparison: librosa log-mel -> viridis
+PNG of 496x369 pixels -> decode back.
+"""
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def paper_style_rate(rows, config, count) -> float:
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    audio = config.audio
+    start = time.perf_counter()
+    for row in rows[:count]:
+        samples, _ = librosa.load(row["audio"], sr=audio.sample_rate)
+        samples, _ = librosa.effects.trim(samples, top_db=audio.trim_top_db)
+        mel = librosa.feature.melspectrogram(
+            y=samples, sr=audio.sample_rate, n_fft=audio.n_fft, hop_length=audio.hop_length,
+            n_mels=audio.n_mels, htk=True,
+        )
+        figure = plt.figure(figsize=(4.96, 3.69), dpi=100)
+        plt.axis("off")
+        plt.imshow(librosa.power_to_db(mel, ref=np.max), aspect="auto", origin="lower", cmap="viridis")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        plt.close(figure)
+        np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return min(count, len(rows)) / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", help="manifest to read (default: the demo corpus)")
+    parser.add_argument("--config", help="YAML config overrides (audio / spec_augment)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--utterances", type=int, default=2000, help="utterances to time")
+    parser.add_argument("--paper-style", type=int, default=0, metavar="N")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from bimer_tf.config import load_config
+    from bimer_tf.data.manifest import read_manifest
+    from bimer_tf.data.pipeline import build_dataset, make_spec_augment, validate_rows
+    from bimer_tf.frontend import AudioFrontend
+
+    config = load_config(args.config)
+    if args.manifest is None:
+        from bimer_tf.data.demo import ensure_demo_corpus
+
+        args.manifest = str(ensure_demo_corpus(config.data.demo_dir))
+    frontend = AudioFrontend(config.audio)
+    rows = read_manifest(args.manifest)
+    labels = sorted({row["label"] for row in rows})
+    rows = validate_rows(rows, labels, frontend, needs_text=False).kept
+    dataset = build_dataset(
+        rows, labels, frontend, None, batch_size=args.batch_size, training=True,
+        spec_augment=make_spec_augment(config.spec_augment), cache=False,
+    ).repeat()
+
+    batches = max(1, args.utterances // args.batch_size)
+    iterator = iter(dataset)
+    next(iterator)  # tracing and warm-up
+    start = time.perf_counter()
+    for _ in range(batches):
+        features, _ = next(iterator)
+    elapsed = time.perf_counter() - start
+    durations = []
+    import soundfile
+
+    for row in rows[:200]:
+        durations.append(soundfile.info(row["audio"]).duration)
+    result = {
+        "benchmark": "input_pipeline",
+        "manifest": args.manifest,
+        "utterances": batches * args.batch_size,
+        "batch_size": args.batch_size,
+        "feature_shape": list(features["log_mel"].shape[1:]),
+        "mean_clip_s": round(float(np.mean(durations)), 2),
+        "cpu_cores": os.cpu_count(),
+        "seconds": round(elapsed, 2),
+        "utterances_per_second": round(batches * args.batch_size / elapsed, 1),
+        "tensorflow": tf.__version__,
+    }
+    if args.paper_style:
+        result["paper_style_utterances_per_second"] = round(
+            paper_style_rate(rows, config, args.paper_style), 1
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
