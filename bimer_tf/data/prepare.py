@@ -234,7 +234,10 @@ def prepare(
     workers = available_cpus() if workers is None else workers
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
-    listing = reader.read(root, **options)
+    try:
+        listing = reader.read(root, **options)
+    except OSError as error:  # e.g. a label file without read permission
+        raise InputError(f"cannot read the {corpus} corpus at {root}: {error}") from None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
