@@ -277,10 +277,11 @@ def balanced_fold(
         candidates = rng.sample(candidates, len(candidates))
         if len(candidates) < held_out_count:
             source = f" of speakers {_some(sorted(holdout))}" if holdout else ""
+            remedy = "lower them" + (" or hold out more speakers" if holdout else "")
             raise InputError(
                 f"class '{label}' has {len(candidates)} original recordings{source}, but "
                 f"--val-per-class {val_per_class} + --test-per-class {test_per_class} need "
-                f"{held_out_count}; lower them (or add holdout speakers)"
+                f"{held_out_count}; {remedy}"
             )
         val.update(candidates[:val_per_class])
         test.update(candidates[val_per_class:held_out_count])
