@@ -261,6 +261,7 @@ def balanced_fold(
         absent = sorted(holdout - {row["speaker"] for row in originals}, key=natural_key)
         if absent:
             raise InputError(f"--holdout-speakers: no original rows of speakers {_some(absent)}")
+    speaker_of = {row["id"]: row["speaker"] for row in originals}
     held_out_count = val_per_class + test_per_class
     val, test, train, notes = set(), set(), set(), []
     for label in sorted({row["label"] for row in originals}):
@@ -269,7 +270,6 @@ def balanced_fold(
         rng = random.Random(f"{seed}/{label}")
         members = [row["id"] for row in originals if row["label"] == label]
         if holdout:
-            speaker_of = {row["id"]: row["speaker"] for row in originals}
             candidates = [i for i in members if speaker_of[i] in holdout]
             pool = [i for i in members if speaker_of[i] not in holdout]
         else:
