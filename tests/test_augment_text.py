@@ -284,6 +284,7 @@ def test_cli_writes_manifest_and_report(train_manifest, tmp_path, embedder, monk
         (["--methods", "synonym,thesaurus"], "unknown ['thesaurus']"),
         (["--min-similarity", "0.95", "--max-similarity", "0.9"], "similarity thresholds"),
         (["--methods", "mlm"], "no augmentation method is available"),
+        (["--mlm-model", "/nonexistent/mlm"], "not a local Hugging Face model folder"),
     ],
 )
 def test_cli_bad_input_exits_2(train_manifest, tmp_path, extra, message, embedder, monkeypatch, capsys):
@@ -291,6 +292,20 @@ def test_cli_bad_input_exits_2(train_manifest, tmp_path, extra, message, embedde
     argv = ["--manifest", str(train_manifest), "--out", str(tmp_path / "out"), "--target", "3", *extra]
     assert run_main(augment_text.main, argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_malformed_argument_exits_2(train_manifest, tmp_path, capsys):
+    argv = ["--manifest", str(train_manifest), "--out", str(tmp_path), "--backtranslation-models", "/only/one"]
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own exit, also status 2
+        run_main(augment_text.main, argv)
+    assert exit_info.value.code == 2 and "expected FROM_DIR,TO_DIR" in capsys.readouterr().err
+
+
+def test_cli_refuses_to_overwrite_its_input(train_manifest, capsys):
+    manifest = train_manifest.parent / "manifest.jsonl"
+    train_manifest.rename(manifest)
+    assert run_main(augment_text.main, ["--manifest", str(manifest), "--out", str(manifest.parent)]) == 2
+    assert "would overwrite the input manifest" in capsys.readouterr().err
 
 
 def test_cli_empty_or_missing_manifest_exits_2(tmp_path, capsys):

@@ -16,13 +16,17 @@ Per class, in this order:
    embedding to the original's is at least `min_similarity` (0.9) and below
    `max_similarity` (1.0: an unchanged sentence is no new sample). After
    `max_attempts` (10) failed candidates the original itself is copied
-   (`augmentation` = "copy") and the report counts it.
+   (`augmentation` = "copy") and the report counts it. A small class with no
+   valid sentence stays as it is, with a warning.
 
 Methods (all through nlpaug):
 
 - `synonym`: replaces about one word in five by one of its nearest
   neighbours in the text encoder's own wordpiece embedding table (whole-word
   entries only; no stopwords, special tokens or subword pieces). Offline.
+  Context-free: it can pick an opposite ("negative" -> "positive") or a
+  different word form ("blow" -> "blew") that the similarity filter lets
+  through; `mlm` reads the context and is the better choice where it runs.
 - `mlm`: masked-language-model substitution (`ContextualWordEmbsAug`) with a
   local Hugging Face fill-mask model folder (`--mlm-model DIR`).
 - `backtranslation`: English -> other language -> English
@@ -56,6 +60,7 @@ from pathlib import Path
 
 import nlpaug.augmenter.word as naw
 import numpy as np
+from tqdm import tqdm
 
 from bimer_tf.cli import run_main
 from bimer_tf.data.manifest import read_manifest, write_manifest
@@ -318,20 +323,25 @@ def _check_torch_method(configured: bool, flag: str, example: str) -> None:
 
 
 def check_method(method: str, settings: AugmentSettings) -> None:
-    """Raises MethodUnavailable when `method` cannot run here; loads nothing."""
+    """Raises MethodUnavailable when `method` cannot run here; loads nothing.
+
+    A configured model folder that is not one is bad input (InputError),
+    whether or not the packages to run it are installed.
+    """
     if method == "mlm":
+        if settings.mlm_model is not None:
+            _local_model_dir(settings.mlm_model, "--mlm-model")
         _check_torch_method(
             settings.mlm_model is not None, "--mlm-model DIR",
             "(a local fill-mask model folder such as bert-base-uncased)",
         )
-        _local_model_dir(settings.mlm_model, "--mlm-model")
     elif method == "backtranslation":
+        for path in settings.backtranslation_models or ():
+            _local_model_dir(path, "--backtranslation-models")
         _check_torch_method(
             settings.backtranslation_models is not None, "--backtranslation-models FROM_DIR,TO_DIR",
             "(local folders of e.g. Helsinki-NLP/opus-mt-en-de and opus-mt-de-en)",
         )
-        for path in settings.backtranslation_models:
-            _local_model_dir(path, "--backtranslation-models")
 
 
 def unavailable_methods(settings: AugmentSettings) -> dict[str, dict]:
@@ -421,6 +431,17 @@ def _empty_class_report(methods) -> dict:
     }
 
 
+def _drop_repeats(rows: list[dict]) -> list[dict]:
+    """First occurrence of each sentence, in manifest order."""
+    seen, kept = set(), []
+    for row in rows:
+        key = normalize_sentence(row["text"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+
+
 def _augmented_id(origin: str, taken: set[str]) -> str:
     number = 1
     while f"{origin}_aug{number}" in taken:
@@ -429,29 +450,37 @@ def _augmented_id(origin: str, taken: set[str]) -> str:
     return f"{origin}_aug{number}"
 
 
-def _fill_class(originals, class_rows, needed, augmenters, embedder, settings, report, taken_ids, progress):
-    """Generates `needed` new rows from `originals`, the valid rows of `class_rows`."""
-    methods = list(augmenters)
-    # Sample k takes original i = k mod n in round r = k // n, with method
-    # (i + r) mod m: every original is used once before any is used twice,
-    # neighbours in a round alternate methods, and an original used again
-    # gets the next method rather than the same one.
-    n = len(originals)
-    slots = [(k % n, methods[(k % n + k // n) % len(methods)]) for k in range(needed)]
-    used = sorted({index for index, _ in slots})
-    original_vectors = dict(zip(used, embedder.embed([originals[i]["text"] for i in used])))
-    seen = {normalize_sentence(row["text"]) for row in class_rows}
+def _plan_slots(num_originals: int, methods: list[str], needed: int) -> list[tuple[int, str]]:
+    """(original index, method) of each needed sample, in equal shares.
 
+    Sample k takes original i = k mod n in round r = k // n, with method
+    (i + r) mod m: every original is used once before any is used twice,
+    neighbours in a round alternate methods, and an original used again gets
+    the next method rather than the same one.
+    """
+    n, m = num_originals, len(methods)
+    return [(k % n, methods[(k % n + k // n) % m]) for k in range(needed)]
+
+
+def _generate(texts, slots, augmenters, embedder, settings, seen, report, progress) -> dict[int, str]:
+    """Tries up to `max_attempts` candidates per slot; returns {slot: accepted text}.
+
+    Each attempt batches the pending slots of every method and embeds all
+    their candidates in one call. `seen` holds the class's normalised
+    sentences; accepted ones are added so no two rows repeat.
+    """
+    used = sorted({index for index, _ in slots})
+    original_vectors = dict(zip(used, embedder.embed([texts[i] for i in used])))
     accepted: dict[int, str] = {}
-    pending = list(range(needed))
+    pending = list(range(len(slots)))
     for _ in range(settings.max_attempts):
         if not pending:
             break
         candidates = {}
-        for method in methods:
+        for method, augmenter in augmenters.items():
             mine = [k for k in pending if slots[k][1] == method]
             if mine:
-                outputs = augmenters[method].augment([originals[slots[k][0]]["text"] for k in mine])
+                outputs = augmenter.augment([texts[slots[k][0]] for k in mine])
                 if len(outputs) != len(mine):
                     raise RuntimeError(f"augmenter '{method}' returned {len(outputs)} texts for {len(mine)} inputs")
                 candidates.update(zip(mine, outputs))
@@ -459,11 +488,10 @@ def _fill_class(originals, class_rows, needed, augmenters, embedder, settings, r
         still_pending = []
         for k, vector in zip(pending, vectors):
             index, method = slots[k]
-            text = candidates[k]
             similarity = float(vector @ original_vectors[index])
+            key = normalize_sentence(candidates[k])
             report["candidates"] += 1
-            key = normalize_sentence(text)
-            if key == normalize_sentence(originals[index]["text"]) or (
+            if key == normalize_sentence(texts[index]) or (
                 similarity >= settings.max_similarity - _SIMILARITY_TOLERANCE
             ):
                 report["rejected"]["identical"] += 1
@@ -473,7 +501,7 @@ def _fill_class(originals, class_rows, needed, augmenters, embedder, settings, r
                 report["rejected"]["duplicate"] += 1
             else:
                 seen.add(key)
-                accepted[k] = text
+                accepted[k] = candidates[k]
                 report["generated"][method] += 1
                 progress.update(1)
                 continue
@@ -481,15 +509,23 @@ def _fill_class(originals, class_rows, needed, augmenters, embedder, settings, r
         pending = still_pending
     report["kept_original_after_max_attempts"] = len(pending)
     progress.update(len(pending))
+    return accepted
 
+
+def _fill_class(kept, valid, needed, augmenters, embedder, settings, report, taken_ids, progress) -> list[dict]:
+    """`needed` new rows made from `valid`, the augmentable rows among `kept`."""
+    slots = _plan_slots(len(valid), list(augmenters), needed)
+    texts = [row["text"] for row in valid]
+    seen = {normalize_sentence(row["text"]) for row in kept}
+    accepted = _generate(texts, slots, augmenters, embedder, settings, seen, report, progress)
     rows = []
-    for k in range(needed):
-        original = originals[slots[k][0]]
+    for k, (index, method) in enumerate(slots):
+        original = valid[index]
         row = dict(original)
         row["id"] = _augmented_id(original["id"], taken_ids)
         row["origin"] = original["id"]
         row["text"] = accepted.get(k, original["text"])
-        row["augmentation"] = slots[k][1] if k in accepted else COPY
+        row["augmentation"] = method if k in accepted else COPY
         if not settings.keep_audio:
             row["audio"] = None
         rows.append(row)
@@ -502,7 +538,8 @@ def augment_manifest(rows: list[dict], settings: AugmentSettings, embedder=None,
     Args:
         rows: manifest rows (a training split: never augment evaluation data).
         settings: targets and thresholds.
-        embedder: a `SentenceEmbedder`; loaded from the offline MiniLM when None.
+        embedder: a `SentenceEmbedder`; loaded from `settings.preset` when
+            needed and None.
         augmenters: {method: object with `augment(list[str]) -> list[str]`};
             built from `settings.methods` when None.
 
@@ -513,46 +550,35 @@ def augment_manifest(rows: list[dict], settings: AugmentSettings, embedder=None,
     if not rows:
         raise InputError("the manifest has no rows; point --manifest at a training manifest")
     without_text = [row["id"] for row in rows if not (row.get("text") or "").strip()]
-    with_text = [row for row in rows if (row.get("text") or "").strip()]
-    if not with_text:
+    by_class: dict[str, list[dict]] = {}
+    for row in rows:
+        if (row.get("text") or "").strip():
+            by_class.setdefault(row["label"], []).append(row)
+    if not by_class:
         raise InputError(
             f"none of the manifest's {len(rows)} rows has text; text augmentation needs a "
             "manifest with a `text` field (transcribe audio-only corpora first)"
         )
 
-    # nlpaug draws from Python's and NumPy's global generators.
-    random.seed(settings.seed)
-    np.random.seed(settings.seed)
-    sampler = np.random.default_rng(settings.seed)
-
-    by_class: dict[str, list[dict]] = {}
-    for row in with_text:
-        by_class.setdefault(row["label"], []).append(row)
-
-    needs_augmentation = False
     unavailable = unavailable_methods(settings) if augmenters is None else {}
     methods = tuple(augmenters) if augmenters is not None else settings.methods
-    class_reports, kept_by_class = {}, {}
+    reports, kept_by_class, valid_by_class = {}, {}, {}
     for label, class_rows in by_class.items():
-        report = class_reports[label] = _empty_class_report(methods)
-        report["originals"] = len(class_rows)
-        seen, kept = set(), []
-        for row in class_rows:
-            key = normalize_sentence(row["text"])
-            if key not in seen:
-                seen.add(key)
-                kept.append(row)
-        report["duplicates_dropped"] = len(class_rows) - len(kept)
-        report["after_deduplication"] = len(kept)
-        invalid = [row["text"] for row in kept if not is_valid_for_augmentation(row["text"])]
-        report["valid_for_augmentation"] = valid = len(kept) - len(invalid)
-        report["invalid_for_augmentation"] = len(invalid)
-        report["invalid_examples"] = invalid[:5]
-        kept_by_class[label] = kept
-        if len(kept) < settings.target and valid:
-            needs_augmentation = True
+        kept = kept_by_class[label] = _drop_repeats(class_rows)
+        valid = valid_by_class[label] = [row for row in kept if is_valid_for_augmentation(row["text"])]
+        reports[label] = _empty_class_report(methods)
+        reports[label].update(
+            originals=len(class_rows),
+            duplicates_dropped=len(class_rows) - len(kept),
+            after_deduplication=len(kept),
+            valid_for_augmentation=len(valid),
+            invalid_for_augmentation=len(kept) - len(valid),
+            invalid_examples=[row["text"] for row in kept if not is_valid_for_augmentation(row["text"])][:5],
+            needed=max(settings.target - len(kept), 0) if valid else 0,
+        )
 
-    if needs_augmentation:
+    total_needed = sum(report["needed"] for report in reports.values())
+    if total_needed:
         if augmenters is None and set(unavailable) == set(settings.methods):
             details = "; ".join(f"{m}: {u['reason']}; to enable: {u['enable']}" for m, u in unavailable.items())
             raise InputError(f"no augmentation method is available ({details})")
@@ -563,44 +589,37 @@ def augment_manifest(rows: list[dict], settings: AugmentSettings, embedder=None,
         if augmenters is None:
             augmenters = build_augmenters(settings, embedder)
 
-    from tqdm import tqdm
-
-    total_needed = sum(
-        max(settings.target - len(kept), 0)
-        for label, kept in kept_by_class.items()
-        if class_reports[label]["valid_for_augmentation"]
-    )
+    # nlpaug draws from Python's and NumPy's global generators.
+    random.seed(settings.seed)
+    np.random.seed(settings.seed)
+    sampler = np.random.default_rng(settings.seed)
     taken_ids = {row["id"] for row in rows}
     output = []
-    with tqdm(total=total_needed, desc="augmenting", unit="sentence", disable=total_needed == 0) as progress:
+    with tqdm(total=total_needed, desc="augmenting", unit="sentence", disable=not total_needed) as progress:
         for label, kept in kept_by_class.items():
-            report = class_reports[label]
+            report, valid = reports[label], valid_by_class[label]
             if len(kept) > settings.target:
                 chosen = np.sort(sampler.choice(len(kept), size=settings.target, replace=False))
                 report["under_sampled_away"] = len(kept) - settings.target
-                output.extend(kept[i] for i in chosen)
-            elif len(kept) == settings.target:
-                output.extend(kept)
-            elif report["valid_for_augmentation"] == 0:
-                report["warning"] = (
-                    f"class '{label}' has {len(kept)} rows, fewer than the target "
-                    f"{settings.target}, and no sentence valid for augmentation; it stays at {len(kept)}"
+                class_output = [kept[i] for i in chosen]
+            elif report["needed"]:
+                order = sampler.permutation(len(valid))
+                valid = [valid[i] for i in order]
+                class_output = kept + _fill_class(
+                    kept, valid, report["needed"], augmenters, embedder, settings, report, taken_ids, progress
                 )
-                output.extend(kept)
             else:
-                needed = settings.target - len(kept)
-                report["needed"] = needed
-                valid_rows = [row for row in kept if is_valid_for_augmentation(row["text"])]
-                order = sampler.permutation(len(valid_rows))
-                valid_rows = [valid_rows[i] for i in order]
-                output.extend(kept)
-                output.extend(
-                    _fill_class(valid_rows, kept, needed, augmenters, embedder, settings, report, taken_ids, progress)
-                )
-            report["final"] = sum(row["label"] == label for row in output)
+                class_output = kept
+                if len(kept) < settings.target:
+                    report["warning"] = (
+                        f"class '{label}' has {len(kept)} rows, fewer than the target {settings.target}, "
+                        f"and no sentence valid for augmentation; it stays at {len(kept)}"
+                    )
+            report["final"] = len(class_output)
+            output.extend(class_output)
 
-    candidates = sum(r["candidates"] for r in class_reports.values())
-    accepted = sum(sum(r["generated"].values()) for r in class_reports.values())
+    candidates = sum(r["candidates"] for r in reports.values())
+    accepted = sum(sum(r["generated"].values()) for r in reports.values())
     summary = {
         "rows_seen": len(rows),
         "rows_without_text": {"count": len(without_text), "ids": without_text[:20]},
@@ -618,8 +637,8 @@ def augment_manifest(rows: list[dict], settings: AugmentSettings, embedder=None,
         "methods_unavailable": unavailable,
         "candidates": candidates,
         "acceptance_rate": round(accepted / candidates, 4) if candidates else None,
-        "classes": class_reports,
-        "warnings": [r["warning"] for r in class_reports.values() if r["warning"]],
+        "classes": reports,
+        "warnings": [r["warning"] for r in reports.values() if r["warning"]],
     }
     return output, summary
 
@@ -631,15 +650,16 @@ def augment_manifest(rows: list[dict], settings: AugmentSettings, embedder=None,
 
 def _format_summary(report: dict) -> str:
     methods = report["methods_requested"]
-    header = ["class", "originals", "dup", "valid", "invalid", *methods, "copies", "under", "final"]
-    lines = ["  ".join(f"{h:>9}" for h in header)]
+    header = ["class", "originals", "repeats", "valid", "invalid", *methods, "copies", "removed", "final"]
+    table = [header]
     for label, r in report["classes"].items():
-        cells = [
+        table.append([
             label, r["originals"], r["duplicates_dropped"], r["valid_for_augmentation"],
             r["invalid_for_augmentation"], *(r["generated"][m] for m in methods),
             r["kept_original_after_max_attempts"], r["under_sampled_away"], r["final"],
-        ]
-        lines.append("  ".join(f"{str(c):>9}" for c in cells))
+        ])
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    lines = ["  ".join(f"{str(cell):>{width}}" for cell, width in zip(row, widths)) for row in table]
     lines.append(
         f"rows seen {report['rows_seen']}, skipped without text {report['rows_without_text']['count']}, "
         f"written {report['rows_written']}"
@@ -720,12 +740,14 @@ def main(argv=None) -> int:
         preset=args.preset,
     )
     settings.validate()
+    out_dir = Path(args.out)
+    if (out_dir / "manifest.jsonl").resolve() == Path(args.manifest).resolve():
+        raise InputError(f"--out {out_dir} would overwrite the input manifest; choose another folder")
     rows = read_manifest(args.manifest)
     started = time.perf_counter()
     output, report = augment_manifest(rows, settings)
     report["manifest"] = str(Path(args.manifest).resolve())
     report["seconds"] = round(time.perf_counter() - started, 1)
-    out_dir = Path(args.out)
     write_manifest(output, out_dir / "manifest.jsonl")
     (out_dir / "augment_text_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(_format_summary(report))
