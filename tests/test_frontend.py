@@ -133,14 +133,16 @@ def test_log_mel_keras_file_round_trip(kind, tmp_path):
         )
     else:
         inputs = keras.Input((samples,))
-        image = LogMelSpectrogram(**PAPER_MEL, channels=3, channel_mode="viridis", name="log_mel")(inputs)
+        log_mel = LogMelSpectrogram(**PAPER_MEL, channels=3, channel_mode="viridis", name="log_mel")
+        image = log_mel(inputs)
         model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(image))
     batch = np.stack([_voice_like(samples / SR, seed=s) for s in (0, 1)])
     path = tmp_path / "model.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
     assert isinstance(restored.get_layer("log_mel"), LogMelSpectrogram)
-    np.testing.assert_allclose(restored.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
+    expected = model.predict(batch, verbose=0)
+    np.testing.assert_allclose(restored.predict(batch, verbose=0), expected, atol=1e-6)
 
 
 @pytest.fixture
@@ -188,7 +190,9 @@ def test_trim_close_to_librosa():
     waveform = synth_tone(0.5, lead_silence=0.3, tail_silence=0.4)
     trimmed = _trim(waveform)
     start = _offset_in(waveform, trimmed)
-    _, (ref_start, ref_end) = librosa.effects.trim(waveform, top_db=30, frame_length=1024, hop_length=256)
+    _, (ref_start, ref_end) = librosa.effects.trim(
+        waveform, top_db=30, frame_length=1024, hop_length=256
+    )
     assert abs(start - ref_start) <= 1024
     assert abs(start + len(trimmed) - ref_end) <= 1024
     # and nearly all the silence is gone
