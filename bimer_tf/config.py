@@ -192,6 +192,11 @@ def _coerce(value, hint, key_path):
         return [_coerce(v, args[0], key_path) for v in value] if args else value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if hint is bool and not isinstance(value, bool):
         raise InputError(f"config key '{key_path}' expects true/false, got {value!r}")
     if hint in (int, float, str) and (not isinstance(value, hint) or isinstance(value, bool)):
@@ -259,6 +264,8 @@ def validate(config: ExperimentConfig) -> None:
         raise InputError(f"audio.channels must be 1 or 3, got {config.audio.channels}")
     if config.audio.channel_mode not in ("repeat", "viridis"):
         raise InputError(f"audio.channel_mode must be 'repeat' or 'viridis', got '{config.audio.channel_mode}'")
+    if config.spec_augment.enabled and not config.spec_augment.freq_mask_widths:
+        raise InputError("spec_augment.freq_mask_widths is empty; give at least one width or set spec_augment.enabled=false")
     if any(w <= 0 or w >= config.audio.n_mels for w in config.spec_augment.freq_mask_widths):
         raise InputError(
             f"spec_augment.freq_mask_widths must lie in 1..{config.audio.n_mels - 1}, "

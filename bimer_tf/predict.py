@@ -46,15 +46,19 @@ def read_text(text: str | None, text_file: str | None) -> str:
     return text
 
 
-def predict(model_dir: str | Path, audio: str | Path, text: str, sample_rate: int | None = None) -> dict:
+def predict(model_dir: str | Path, audio: str | Path, text: str) -> dict:
+    """Checks the inputs, then runs the exported model on them."""
+    from bimer_tf.data.wav import check_wav
+
+    audio_config = _audio_config(model_dir)
+    # Checked before TensorFlow loads: bad input fails fast with a clear message.
+    info = check_wav(audio, audio_config["sample_rate"], audio_config["silence_floor_dbfs"])
+
     import tensorflow as tf
 
-    from bimer_tf.data.wav import check_wav
     from bimer_tf.serving import load_saved_model
 
     serve, labels = load_saved_model(model_dir)
-    audio_config = _audio_config(model_dir)
-    info = check_wav(audio, audio_config["sample_rate"], audio_config["silence_floor_dbfs"])
     result = serve(
         audio_wav=tf.constant([Path(audio).read_bytes()]), text=tf.constant([text.encode("utf-8")])
     )
@@ -76,7 +80,13 @@ def _audio_config(model_dir) -> dict:
     from bimer_tf.config import AudioConfig
     from bimer_tf.serving import METADATA_FILE
 
-    metadata = Path(model_dir) / METADATA_FILE
+    model_dir = Path(model_dir)
+    if not (model_dir / "saved_model.pb").is_file():
+        raise InputError(
+            f"{model_dir} is not a SavedModel version folder (no saved_model.pb); "
+            "pass e.g. export/bimer/1, written by `python export.py`"
+        )
+    metadata = model_dir / METADATA_FILE
     defaults = vars(AudioConfig())
     if metadata.is_file():
         return {**defaults, **json.loads(metadata.read_text(encoding="utf-8"))["config"]["audio"]}

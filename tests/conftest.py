@@ -74,3 +74,88 @@ def write_wav(tmp_path):
         return path
 
     return _write
+
+
+TINY_LABELS = ["neutral", "angry", "sad", "happy"]
+TINY_TEXTS = {
+    "neutral": "what is this",
+    "angry": "this is so bad !",
+    "sad": "i am sad",
+    "happy": "what a great day !",
+}
+
+
+def tiny_overrides(manifest, preset) -> list[str]:
+    """`--set` overrides for a model and front end small enough for a CPU test."""
+    return [
+        f"data.manifest={manifest}",
+        "data.batch_size=4",
+        "audio.max_duration_s=1.0",
+        "audio.n_mels=32",
+        "audio.n_fft=256",
+        "audio.hop_length=128",
+        "spec_augment.freq_mask_widths=[2,4]",
+        "model.speech.stage_widths=[4,8]",
+        "model.speech.gru_units=4",
+        "model.speech.attention_units=4",
+        "model.speech.transformer_heads=2",
+        "model.speech.transformer_intermediate_dim=8",
+        "model.speech.feature_dim=8",
+        "model.text.feature_dim=8",
+        f"text.preset={preset}",
+        "text.sequence_length=16",
+        "trainer.epochs=2",
+        "trainer.learning_rate=0.01",
+        "name=tiny",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """32 one-second clips (4 classes x 4 speakers x 2), split by speaker, plus
+    three bad training rows: a corrupt WAV, an unknown label, a missing transcript."""
+    import soundfile
+
+    from bimer_tf.data.manifest import Fold, make_row, write_manifest, write_splits
+
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    rows, folds = [], {"train": [], "val": [], "test": []}
+    speaker_split = {"s1": "train", "s2": "train", "s3": "val", "s4": "test"}
+    for c, label in enumerate(TINY_LABELS):
+        for s, (speaker, split) in enumerate(speaker_split.items()):
+            for take in range(2):
+                samples = synth_tone(0.8, freq=150.0 * (c + 1) + 10 * s, lead_silence=0.1, tail_silence=0.1)
+                path = root / "wav" / f"{speaker}_{label}_{take}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                soundfile.write(path, samples, 16000, subtype="PCM_16")
+                row = make_row(path.stem, label, audio=str(path), text=TINY_TEXTS[label], speaker=speaker, corpus="tiny")
+                rows.append(row)
+                folds[split].append(row["id"])
+    (root / "wav" / "corrupt.wav").write_bytes(b"RIFF\x00\x00not a wav at all")
+    bad = [
+        make_row("bad_corrupt", "sad", audio=str(root / "wav" / "corrupt.wav"), text="i am sad", speaker="s1", corpus="tiny"),
+        make_row("bad_label", "bored", audio=rows[0]["audio"], text="what is this", speaker="s1", corpus="tiny"),
+        make_row("bad_text", "sad", audio=rows[0]["audio"], text=None, speaker="s1", corpus="tiny"),
+    ]
+    rows += bad
+    folds["train"] += [row["id"] for row in bad]
+    manifest = write_manifest(rows, root / "manifest.jsonl")
+    write_splits(rows, "speaker-holdout", [Fold("heldout", folds["train"], folds["val"], folds["test"])], root)
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus, tiny_bert_preset, tmp_path_factory) -> Path:
+    """A finished 2-epoch training run of a tiny BiMER model."""
+    from bimer_tf.config import load_config
+    from bimer_tf.training import train
+
+    config = load_config(model_type="bimer", overrides=tiny_overrides(tiny_corpus, tiny_bert_preset))
+    return train(config, tmp_path_factory.mktemp("runs") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory) -> Path:
+    from bimer_tf.serving import export_run
+
+    return export_run(tiny_run, tmp_path_factory.mktemp("export") / "bimer")

@@ -146,11 +146,6 @@ def test_overrides_apply_in_order_on_top_of_the_file(tmp_path):
     assert config.name == ""
 
 
-@pytest.mark.xfail(
-    reason="PyYAML (YAML 1.1) reads '1e-4' without a dot as a string, so the float "
-    "field rejects the most common way of writing a learning rate",
-    strict=True,
-)
 def test_exponent_without_dot_is_a_float(tmp_path):
     assert load_config(overrides=["trainer.learning_rate=1e-4"]).trainer.learning_rate == 1e-4
     path = _write_yaml(tmp_path, {})

@@ -153,12 +153,6 @@ def mixed_float16():
     keras.mixed_precision.set_global_policy(previous)
 
 
-@pytest.mark.xfail(
-    reason="under a mixed_float16 global policy (runtime.mixed_precision=true, set by "
-    "training before the front end is built) Keras casts the waveforms to float16 and "
-    "LogMelSpectrogram.call's tf.convert_to_tensor(waveforms, tf.float32) raises ValueError",
-    strict=True,
-)
 def test_front_end_under_mixed_precision(mixed_float16):
     frontend = _frontend(max_duration_s=0.5)  # built after the policy is set, as in training
     data = tf.constant([_wav_bytes(_voice_like(0.5))])

@@ -147,12 +147,6 @@ def test_validate_rows_checks_only_what_the_model_uses(corpus, frontend):
     assert check.skipped == [{"id": "text_only", "reason": "no audio"}]
 
 
-@pytest.mark.xfail(
-    reason="check_wav measures the peak of the loudest channel, the front end that of the "
-    "channel mean: a stereo clip at -57 dBFS in one channel only passes validate_rows, then "
-    "the in-graph silence check stops the epoch",
-    strict=True,
-)
 def test_every_kept_row_loads(corpus, frontend, tmp_path):
     good, _ = corpus
     one_sided = np.zeros((8000, 2), np.float32)

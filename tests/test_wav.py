@@ -220,12 +220,6 @@ def test_cli_rejects_non_audio_with_exit_2(tmp_path):
     assert not (tmp_path / "never.wav").exists()
 
 
-@pytest.mark.xfail(
-    reason="load_audio lets librosa's 'PySoundFile failed' UserWarning and audioread "
-    "FutureWarning reach stderr, and the message ends in an empty '(NoBackendError: )' "
-    "with no remedy",
-    strict=True,
-)
 def test_cli_bad_input_prints_one_clear_line(tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("definitely not audio\n" * 20, encoding="utf-8")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def check_wav(
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise InputError(f"audio file not found: {path}")
+            raise InputError(f"audio file not found: {path}; check the path (or the manifest's audio field)")
         if path.stat().st_size == 0:
             raise InputError(f"{name} is empty (0 bytes); record or export the audio again")
         handle = path
@@ -81,7 +82,8 @@ def check_wav(
     if isinstance(handle, io.BytesIO):
         handle.seek(0)
     samples, _ = soundfile.read(handle, dtype="float32", always_2d=True)
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    mono = samples.mean(axis=1)  # what the front end hears
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
     peak_dbfs = 20.0 * np.log10(peak) if peak > 0 else -np.inf
     if peak_dbfs < silence_floor_dbfs:
         raise InputError(
@@ -93,23 +95,30 @@ def check_wav(
 
 def load_audio(source: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Decodes any format libsndfile/librosa read into mono float32 at `sample_rate`."""
-    import librosa
-
     name = _describe(source)
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
         samples = samples.mean(axis=1)
     except (soundfile.LibsndfileError, RuntimeError):
+        import librosa
+
         try:  # mp3/mp4 and friends through audioread/ffmpeg
-            samples, rate = librosa.load(source, sr=None, mono=True)
-        except Exception as error:  # librosa raises many backend-specific types
-            raise InputError(f"cannot decode {name} ({type(error).__name__}: {error})") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # backend fallbacks warn before failing
+                samples, rate = librosa.load(source, sr=None, mono=True)
+        except Exception:  # librosa raises many backend-specific types
+            raise InputError(
+                f"cannot decode {name}: not an audio format libsndfile or ffmpeg reads; "
+                "check the file or export it as WAV"
+            ) from None
     if samples.size == 0:
         raise InputError(f"{name} has no samples")
     if not np.all(np.isfinite(samples)):
         raise InputError(f"{name} contains NaN or infinite samples; the recording is corrupt")
     if rate != sample_rate:
-        samples = librosa.resample(samples, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+        import soxr  # librosa's resampler (res_type="soxr_hq"), without librosa's import cost
+
+        samples = soxr.resample(samples, rate, sample_rate, quality="HQ")
     return samples.astype(np.float32)
 
 

@@ -49,6 +49,9 @@ class LogMelSpectrogram(keras.layers.Layer):
         channel_mode="repeat",
         **kwargs,
     ):
+        # Features stay float32 under a mixed-precision policy: dB scaling
+        # of power spectra needs the range.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.sample_rate = sample_rate
         self.n_fft = n_fft

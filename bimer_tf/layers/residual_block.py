@@ -82,7 +82,10 @@ class ResidualBlock(keras.layers.Layer):
 
         needs_projection = self._stride_pair() != (1, 1) or input_shape[-1] != self.filters
         if needs_projection:
-            self.shortcut_conv = conv(1, self.strides, "shortcut_conv")
+            # Stride 1 on a subsampled input: the same values as a strided 1x1
+            # convolution, without TF 2.21's oneDNN crash in the gradient of
+            # strided 1x1 convolutions on some input sizes (e.g. 126 frames).
+            self.shortcut_conv = conv(1, 1, "shortcut_conv")
             self.shortcut_conv.build(input_shape)
             self.shortcut_norm = norm("shortcut_norm")
             self.shortcut_norm.build(output_shape)
@@ -99,7 +102,8 @@ class ResidualBlock(keras.layers.Layer):
         x = self.norm2(x, training=training)
         shortcut = inputs
         if self.shortcut_conv is not None:
-            shortcut = self.shortcut_conv(inputs)
+            stride_rows, stride_cols = self._stride_pair()
+            shortcut = self.shortcut_conv(inputs[:, ::stride_rows, ::stride_cols, :])
             shortcut = self.shortcut_norm(shortcut, training=training)
         return self.activation2(self.residual_add([x, shortcut]))
 

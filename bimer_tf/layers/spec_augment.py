@@ -33,6 +33,7 @@ class SpecAugment(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")  # match LogMelSpectrogram's features
         super().__init__(**kwargs)
         self.freq_mask_widths = list(freq_mask_widths)
         self.num_freq_masks = num_freq_masks

@@ -1,0 +1,134 @@
+"""The exported SavedModel: the serving contract, stock-serving ops, REST format."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bimer_tf.errors import InputError
+from bimer_tf.serving import METADATA_FILE, export_run, load_saved_model, synthetic_wav
+
+from conftest import TINY_LABELS, TINY_TEXTS, synth_tone
+
+# Ops of tensorflow-text, which TF Serving links; anything else outside core TF
+# (a tensorflow-io op, say) would fail to load in a stock server.
+TF_TEXT_OPS = {"CaseFoldUTF8", "FastWordpieceTokenizeWithOffsets", "RegexSplitWithOffsets",
+               "WordpieceTokenizeWithOffsets", "NormalizeUTF8", "TFText>RoundRobinTrim",
+               "TFText>RoundRobinGenerateMasks"}
+
+
+def _wav_bytes(samples, sample_rate=16000):
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, sample_rate, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
+def test_version_folder_layout(tiny_export):
+    assert tiny_export.name == "1"
+    assert (tiny_export / "saved_model.pb").is_file()
+    assert (tiny_export / "variables").is_dir()
+    metadata = json.loads((tiny_export / METADATA_FILE).read_text())
+    assert metadata["labels"] == TINY_LABELS
+
+
+def test_serving_signature_contract(tiny_export):
+    serve, _ = load_saved_model(tiny_export)
+    inputs = serve.structured_input_signature[1]
+    assert set(inputs) == {"audio_wav", "text"}
+    for spec in inputs.values():
+        assert spec.dtype == tf.string and spec.shape.as_list() == [None]
+    outputs = serve.structured_outputs
+    assert set(outputs) == {"probabilities", "label", "label_id"}
+    assert outputs["probabilities"].dtype == tf.float32
+    assert outputs["probabilities"].shape.as_list() == [None, len(TINY_LABELS)]
+    assert outputs["label"].dtype == tf.string
+    assert outputs["label_id"].dtype.is_integer
+
+
+def test_graph_uses_only_core_and_tf_text_ops(tiny_export):
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((tiny_export / "saved_model.pb").read_bytes())
+    graph = saved_model.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for function in graph.library.function for node in function.node_def}
+    import tensorflow_text  # noqa: F401  registers its ops so they count as known
+
+    unknown = {op for op in ops if op_def_registry.get(op) is None}
+    assert not unknown, f"ops no TensorFlow Serving build has: {unknown}"
+    custom = {op for op in ops if op.startswith("TFText>") or "Wordpiece" in op or "UTF8" in op}
+    assert custom <= TF_TEXT_OPS
+    assert not any("IO>" in op for op in ops)  # no tensorflow-io
+
+
+def test_rest_request_format(tiny_export):
+    """A TF Serving REST body, decoded the way the server does ({"b64": ...} -> bytes)."""
+    wav = _wav_bytes(synth_tone(0.8, freq=300.0, lead_silence=0.1))
+    body = json.dumps(
+        {"instances": [{"audio_wav": {"b64": base64.b64encode(wav).decode()}, "text": TINY_TEXTS["angry"]}]}
+    )
+    instances = json.loads(body)["instances"]
+    columns = {
+        key: tf.constant(
+            [base64.b64decode(i[key]["b64"]) if isinstance(i[key], dict) else i[key].encode() for i in instances]
+        )
+        for key in instances[0]
+    }
+    serve, labels = load_saved_model(tiny_export)
+    result = serve(**columns)
+    probabilities = result["probabilities"].numpy()
+    assert probabilities.shape == (1, len(TINY_LABELS))
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    label_id = int(result["label_id"].numpy()[0])
+    assert result["label"].numpy()[0].decode() == labels[label_id] == TINY_LABELS[int(probabilities.argmax())]
+
+
+def test_batch_of_different_lengths_matches_single_requests(tiny_export):
+    serve, _ = load_saved_model(tiny_export)
+    wavs = [_wav_bytes(synth_tone(s, freq=200.0)) for s in (0.5, 0.9, 1.6)]
+    texts = [TINY_TEXTS["sad"], TINY_TEXTS["happy"], ""]
+    batch = serve(audio_wav=tf.constant(wavs), text=tf.constant(texts))["probabilities"].numpy()
+    for i in range(3):
+        single = serve(audio_wav=tf.constant(wavs[i : i + 1]), text=tf.constant(texts[i : i + 1]))
+        np.testing.assert_allclose(single["probabilities"].numpy()[0], batch[i], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "wav, message",
+    [
+        (lambda: _wav_bytes(synth_tone(0.5), 44100), "expected 16000 Hz"),
+        (lambda: _wav_bytes(np.zeros(8000, np.float32)), "silent"),
+        (lambda: _wav_bytes(np.zeros(0, np.float32)), "no samples"),
+    ],
+    ids=["wrong-rate", "silent", "empty"],
+)
+def test_served_graph_rejects_bad_audio_with_its_reason(tiny_export, wav, message):
+    serve, _ = load_saved_model(tiny_export)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(audio_wav=tf.constant([wav()]), text=tf.constant(["hello"]))
+
+
+def test_synthetic_wav_is_valid_input(tiny_export):
+    serve, _ = load_saved_model(tiny_export)
+    result = serve(audio_wav=tf.constant([synthetic_wav(16000)]), text=tf.constant(["thank you"]))
+    assert result["probabilities"].shape == (1, len(TINY_LABELS))
+
+
+def test_export_refuses_existing_version_and_unfinished_runs(tiny_run, tiny_export, tmp_path):
+    with pytest.raises(InputError, match="already exists"):
+        export_run(tiny_run, tiny_export.parent, version=1)
+    with pytest.raises(InputError, match="not a finished run"):
+        export_run(tmp_path, tmp_path / "export")
+
+
+def test_load_saved_model_names_the_folder(tmp_path):
+    with pytest.raises(InputError, match="not a SavedModel version folder"):
+        load_saved_model(tmp_path)
