@@ -61,7 +61,11 @@ class ResidualBlock(keras.layers.Layer):
             )
 
         def norm(name):
-            return keras.layers.BatchNormalization(dtype=self.dtype_policy, name=name)
+            # momentum 0.9 (not Keras' 0.99): the moving statistics must settle
+            # within the few hundred steps of a small corpus.
+            return keras.layers.BatchNormalization(
+                momentum=0.9, dtype=self.dtype_policy, name=name
+            )
 
         output_shape = self.compute_output_shape(input_shape)
         self.conv1 = conv(3, self.strides, "conv1")

@@ -94,7 +94,9 @@ class SpeechCRNNBackbone(keras_hub.models.Backbone):
         self.stem_conv = keras.layers.Conv2D(
             stage_widths[0], 3, padding="same", use_bias=False, dtype=dtype, name="stem_conv"
         )
-        self.stem_norm = keras.layers.BatchNormalization(dtype=dtype, name="stem_norm")
+        self.stem_norm = keras.layers.BatchNormalization(
+            momentum=0.9, dtype=dtype, name="stem_norm"
+        )
         self.stem_activation = keras.layers.LeakyReLU(0.01, dtype=dtype, name="stem_activation")
         self.residual_blocks = [
             ResidualBlock(
