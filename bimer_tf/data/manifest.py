@@ -87,16 +87,17 @@ def read_manifest(path: str | Path) -> list[dict]:
 
 
 def write_manifest(rows: list[dict], path: str | Path) -> Path:
-    """Writes rows; absolute `audio` paths are stored relative to the manifest."""
+    """Writes rows; `audio` paths (absolute, or relative to the working
+    directory) are stored relative to the manifest."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    base = path.parent.resolve()
+    base = os.path.abspath(path.parent)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
             row = {key: row.get(key) for key in MANIFEST_FIELDS}
-            if row["audio"] is not None and os.path.isabs(row["audio"]):
-                row["audio"] = os.path.relpath(row["audio"], base)
+            if row["audio"] is not None:
+                row["audio"] = os.path.relpath(os.path.abspath(row["audio"]), base)
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return path
