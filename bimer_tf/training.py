@@ -4,6 +4,9 @@ select the best epoch on validation UA, evaluate on the held-out split.
 Writes the run directory of DESIGN.md section 3:
 `config.yaml`, `data_report.json`, `checkpoints/best.keras`, `tensorboard/`,
 `eval.json`, `confusion.png`.
+
+Under `runtime.strategy=multi_worker` every worker runs this same function;
+only the chief (worker 0) writes the run directory.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +53,56 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise InputError(
         f"unknown runtime.strategy '{name}'; choose auto, mirrored, multi_worker or default"
     )
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run directory.
+
+    True except on the non-chief workers of a multi-worker cluster: the chief
+    is the `chief` task if TF_CONFIG names one, otherwise worker 0.
+    """
+    resolver = strategy.cluster_resolver
+    if resolver is None or resolver.task_type in (None, "chief"):
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
+def patch_keras_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    """Works around two Keras 3 `fit` failures with more than one worker, on `model` only.
+
+    1. Before the first step, Keras builds the metrics from one input batch that
+       it gets by MEAN-reducing a distributed batch across replicas.
+       `Strategy.reduce` takes one tensor, so dict features fail with "Attempt to
+       convert a value ({'log_mel': PerReplica...}) ... to a Tensor"
+       (keras-team/keras#20329). The build needs shapes only: it now gets this
+       worker's first local replica batch, with no cross-worker communication.
+    2. Each step's logs are averaged with `strategy.reduce("MEAN", log, axis=0)`,
+       which fails on scalars with "Invalid reduction dimension 0 for input with
+       0 dimensions" (tensorflow/tensorflow#72388). The steps now return their
+       logs with a leading axis of one, the axis that reduction averages over.
+
+    A one-worker cluster takes Keras' single-machine path and is left alone.
+    """
+    if strategy.num_replicas_in_sync == len(strategy.extended.worker_devices):
+        return
+    symbolic_build = model._maybe_symbolic_build
+
+    def build_from_local_replica(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0], next(batches)
+                )
+                break
+        symbolic_build(data_batch=data_batch)
+
+    def with_leading_axis(step):
+        return lambda data: tf.nest.map_structure(lambda log: tf.expand_dims(log, 0), step(data))
+
+    model._maybe_symbolic_build = build_from_local_replica
+    model.train_step = with_leading_axis(model.train_step)
+    model.test_step = with_leading_axis(model.test_step)
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
@@ -98,7 +152,9 @@ class ValidationConfusionImage(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         # Keras evaluates validation after training each epoch, so the metric
-        # now holds the validation pass.
+        # now holds the validation pass. Under a distribution strategy this read
+        # sums the matrix over all replicas; across workers that is a collective
+        # op, so every worker runs this callback.
         confusion = np.rint(self.metric.confusion.numpy()).astype(int)
         ua = (logs or {}).get("val_ua", float("nan"))
         image = confusion_image_tensor(confusion, self.labels, f"validation, epoch {epoch + 1}: UA {ua:.3f}")
@@ -159,12 +215,22 @@ def train(config: ExperimentConfig, output: str | Path) -> Path:
     keras.utils.set_random_seed(config.trainer.seed)
     if config.runtime.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    run_dir = prepare_run_dir(output)
-    save_config(config, run_dir / "config.yaml")
     labels = config.data.labels
 
     strategy = make_strategy(config.runtime.strategy)
-    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
+    strategy_name = (
+        "MultiWorkerMirroredStrategy"
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        else type(strategy).__name__
+    )
+    print(f"strategy: {strategy_name} with {strategy.num_replicas_in_sync} replica(s)")
+    # All workers run the same callbacks and checkpoint saves, since reading the
+    # synchronised metric variables takes every worker (a collective op); the
+    # non-chief ones write into a scratch directory that is removed at the end.
+    chief = is_chief(strategy)
+    scratch = None if chief else tempfile.TemporaryDirectory(prefix="bimer_worker_")
+    run_dir = prepare_run_dir(output if chief else Path(scratch.name) / "run")
+    save_config(config, run_dir / "config.yaml")
     with strategy.scope():
         model = build_model(config)
         ua = UnweightedAccuracy(len(labels), name="ua")
@@ -173,6 +239,8 @@ def train(config: ExperimentConfig, output: str | Path) -> Path:
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy", ua],
         )
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        patch_keras_multi_worker(model, strategy)
     needs_audio = "log_mel" in model.input
     needs_text = "token_ids" in model.input
 
@@ -192,6 +260,13 @@ def train(config: ExperimentConfig, output: str | Path) -> Path:
         if len(check.skipped) > 5:
             print(f"  ... {len(check.skipped) - 5} more in {run_dir / 'data_report.json'}")
 
+    # The datasets come from in-memory file lists, not files to divide among
+    # workers: each worker runs the whole pipeline and keeps its share of every
+    # batch. The shuffle is seeded, so all workers see the same order and the
+    # shares are disjoint.
+    sharding = tf.data.Options()
+    sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
     def dataset(split, training):
         return build_dataset(
             checks[split].kept,
@@ -204,7 +279,7 @@ def train(config: ExperimentConfig, output: str | Path) -> Path:
             shuffle_buffer=config.data.shuffle_buffer,
             cache=config.data.cache,
             seed=config.trainer.seed,
-        )
+        ).with_options(sharding)
 
     train_ds, val_ds = dataset("train", True), dataset("val", False)
     callbacks = [
@@ -221,6 +296,10 @@ def train(config: ExperimentConfig, output: str | Path) -> Path:
             )
         )
     model.fit(train_ds, validation_data=val_ds, epochs=config.trainer.epochs, callbacks=callbacks)
+    if not chief:
+        scratch.cleanup()
+        print("training done; the chief worker evaluates and writes the run directory")
+        return Path(output)
 
     best = keras.saving.load_model(run_dir / BEST_CHECKPOINT)
     split = "test" if checks["test"].kept else "val"
