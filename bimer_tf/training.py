@@ -295,7 +295,13 @@ def train(config: ExperimentConfig, output: str | Path) -> Path:
                 monitor="val_ua", mode="max", patience=config.trainer.early_stopping_patience
             )
         )
-    model.fit(train_ds, validation_data=val_ds, epochs=config.trainer.epochs, callbacks=callbacks)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.trainer.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the training dataset shuffles itself, every epoch
+    )
     if not chief:
         scratch.cleanup()
         print("training done; the chief worker evaluates and writes the run directory")
