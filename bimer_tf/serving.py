@@ -119,12 +119,17 @@ def export_run(run_dir: str | Path, output: str | Path, version: int | None = No
 
 def sample_inputs(config, count: int = 4):
     """WAV bytes and texts to compare the export on: held-out rows, else a synthetic clip."""
+    from bimer_tf.data.pipeline import validate_rows
+    from bimer_tf.errors import InputError
+    from bimer_tf.frontend import AudioFrontend
     from bimer_tf.training import resolve_data
 
     try:
         rows = [r for split in ("test", "val") for r in resolve_data(config).splits[split]]
-        rows = [r for r in rows if r.get("audio") and r.get("text")][:count]
-    except Exception:  # the run's data may be gone; the check does not depend on it
+        # Only rows training would have used: a bad file in the manifest must
+        # not fail the comparison.
+        rows = validate_rows(rows[: 4 * count], config.data.labels, AudioFrontend(config.audio), True).kept[:count]
+    except (InputError, OSError):  # the run's data may be gone; the check does not need it
         rows = []
     if rows:
         return (
