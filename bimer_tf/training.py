@@ -32,7 +32,7 @@ from bimer_tf.evaluation import (
     predict_dataset,
     write_eval,
 )
-from bimer_tf.frontend import AudioFrontend
+from bimer_tf.frontend import build_speech_frontend
 
 BEST_CHECKPOINT = "checkpoints/best.keras"
 
@@ -210,7 +210,7 @@ def prepare_run_dir(output: str | Path) -> Path:
 
 def train(config: ExperimentConfig, output: str | Path) -> Path:
     """Runs one experiment and returns its run directory."""
-    from bimer_tf.models import build_model, build_text_preprocessor
+    from bimer_tf.models import build_model, build_text_preprocessor, task_modalities
 
     keras.utils.set_random_seed(config.trainer.seed)
     if config.runtime.mixed_precision:
@@ -241,11 +241,10 @@ def train(config: ExperimentConfig, output: str | Path) -> Path:
         )
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         patch_keras_multi_worker(model, strategy)
-    needs_audio = "log_mel" in model.input
-    needs_text = "token_ids" in model.input
+    needs_audio, needs_text = task_modalities(config)
 
     data = resolve_data(config)
-    frontend = AudioFrontend(config.audio) if needs_audio else None
+    frontend = build_speech_frontend(config) if needs_audio else None
     preprocessor = build_text_preprocessor(config) if needs_text else None
     checks = {
         split: validate_rows(rows, labels, frontend, needs_text) for split, rows in data.splits.items()

@@ -84,6 +84,15 @@ def _bimer_classifier(config) -> keras.Model:
 MODEL_BUILDERS = {"bimer": _bimer_classifier}
 
 
+# config.model.type -> (uses speech, uses text).
+TASK_MODALITIES = {"bimer": (True, True)}
+
+
+def task_modalities(config) -> tuple[bool, bool]:
+    """(needs audio, needs text) for `config.model.type`."""
+    return _lookup(TASK_MODALITIES, config.model.type, "model.type")
+
+
 def build_model(config) -> keras.Model:
     """The model described by an `ExperimentConfig` (not compiled)."""
     builder = _lookup(MODEL_BUILDERS, config.model.type, "model.type")
