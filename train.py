@@ -1,7 +1,8 @@
-"""Train a bimodal emotion recognition model and evaluate it.
+"""Train an emotion recognition model (speech, text or both) and evaluate it.
 
-    python train.py --model bimer                      # demo corpus, configs/demo.yaml
-    python train.py --model bimer --config configs/bimer_paper.yaml \
+    python train.py --model bimer                      # demo corpus, configs/bimer.yaml
+    python train.py --model ser_whisper --set trainer.epochs=5
+    python train.py --model bimer --config configs/paper/bimer.yaml \
         --set data.manifest=data/iemocap/manifest.jsonl --output runs/iemocap
 
 Writes runs/<name>/: config.yaml, data_report.json, checkpoints/best.keras
@@ -16,22 +17,30 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bimer_tf.cli import add_config_arguments, run_main  # noqa: E402
-from bimer_tf.config import DEFAULT_CONFIG_FILES, load_config  # noqa: E402
+from bimer_tf.config import MODELS, load_config  # noqa: E402
+
+DEFAULT_MODEL = "bimer"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    models = "\n".join(f"  {name:<22}{description}" for name, (*_, description) in MODELS.items())
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=f"models (--model NAME reads configs/NAME.yaml; on the demo corpus, offline but ter_roberta):\n{models}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--model",
-        default="bimer",
-        choices=sorted(DEFAULT_CONFIG_FILES),
-        help="model to train (default: bimer); its default config is configs/<model default>.yaml",
+        choices=list(MODELS),
+        metavar="NAME",
+        help=f"model to train (default: {DEFAULT_MODEL} unless --config is given); see the list below",
     )
     add_config_arguments(parser)
     parser.add_argument("--output", metavar="DIR", help="run directory (default: runs/<config name>)")
     args = parser.parse_args(argv)
 
-    config = load_config(args.config, args.overrides, model_type=args.model)
+    model = args.model or (None if args.config else DEFAULT_MODEL)
+    config = load_config(args.config, args.overrides, model=model)
     from bimer_tf.training import train  # TensorFlow loads only after the arguments are valid
 
     train(config, args.output or os.path.join("runs", config.name))

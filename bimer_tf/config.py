@@ -50,6 +50,9 @@ class AudioConfig:
     # `channel_mode` "viridis" (as in the paper) or "repeat".
     channels: int = 1
     channel_mode: str = "repeat"
+    # Append a 12-bin chromagram (from the same STFT) to the mel bins: the
+    # MM-EMOR mel + chroma image.
+    chroma: bool = False
 
 
 @dataclass
@@ -92,7 +95,11 @@ class DataConfig:
 
 @dataclass
 class SpeechModelConfig:
-    type: str = "crnn"  # ResNet-CRNN+AT
+    # resnet_cnn, resnet_crnn_at, resnet50_crnn_at (the BiMER speech models),
+    # mobilenet (MM-EMOR) or whisper (pretrained encoder).
+    type: str = "resnet_crnn_at"
+    # Residual stages (ResNet-CNN: one block per width; ResNet-CRNN+AT: a stem,
+    # then `blocks_per_stage` blocks per width).
     stage_widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
     blocks_per_stage: int = 1
     gru_units: int = 256
@@ -102,10 +109,23 @@ class SpeechModelConfig:
     transformer_layers: int = 1
     dropout: float = 0.3
     feature_dim: int = 512
+    # ImageNet backbones (resnet50_crnn_at, mobilenet): "imagenet" (downloaded
+    # once), a path to a local weights file, or "none" (random init).
+    weights: str = "none"
+    conv_filters: int = 256  # ResNet50-CRNN+AT: 2048 -> conv_filters before attention
+    mobilenet_alpha: float = 1.0
+    # whisper: "whisper-tiny-offline", "whisper-base-offline", a CTranslate2
+    # folder, or a keras-hub Whisper preset (online).
+    whisper_source: str = "whisper-base-offline"
+    # Top encoder layers fine-tuned; the frozen rest runs in the input
+    # pipeline (cached with data.cache) and in the serving graph.
+    whisper_trainable_layers: int = 0
+    pooling: str = "attention"  # whisper: "attention" or "mean_std"
 
 
 @dataclass
 class TextModelConfig:
+    type: str = "bert"  # "bert" (BertBackbone) or "roberta" (RobertaBackbone)
     trainable: bool = True
     pooling: str = "mean"  # "mean" over tokens (how MiniLM was trained) or "cls"
     dropout: float = 0.1
@@ -113,11 +133,26 @@ class TextModelConfig:
 
 
 @dataclass
+class InitConfig:
+    """Run directories whose trained weights start this model's branches."""
+
+    speech: str | None = None  # e.g. a finished `ser_*` run
+    text: str | None = None  # e.g. a finished `ter_*` run
+
+
+@dataclass
 class ModelConfig:
+    # bimer (BiMER fusion), mm_emor (MM-EMOR fusion), ser (speech only), ter (text only).
     type: str = "bimer"
     speech: SpeechModelConfig = field(default_factory=SpeechModelConfig)
     text: TextModelConfig = field(default_factory=TextModelConfig)
     fusion_dropout: float = 0.2
+    # Single-modality heads: dropout before the dense softmax (ResNet-CNN: 0.5).
+    classifier_dropout: float = 0.3
+    # MM-EMOR head: dense ReLU of `head_units` with an L2 penalty of `head_l2`.
+    head_units: int = 256
+    head_l2: float = 1e-4
+    init: InitConfig = field(default_factory=InitConfig)
 
 
 @dataclass
@@ -129,6 +164,27 @@ class TrainerConfig:
     seed: int = 1234
     # Stop when validation UA has not improved for this many epochs (0: never).
     early_stopping_patience: int = 0
+    # "none", or "balanced": each class weighs n_rows / (n_classes * its rows),
+    # over the training rows actually kept, so imbalanced corpora do not
+    # reward predicting the majority class.
+    class_weight: str = "none"
+    # "constant", or "warmup_cosine": linear warmup from 0 over `warmup_ratio`
+    # of all training steps, then cosine decay to 0 (for fine-tuning BERT).
+    lr_schedule: str = "constant"
+    warmup_ratio: float = 0.1
+
+
+def validate_trainer(trainer: TrainerConfig) -> None:
+    if trainer.epochs < 1:
+        raise InputError(f"trainer.epochs must be at least 1, got {trainer.epochs}")
+    if trainer.class_weight not in ("none", "balanced"):
+        raise InputError(f"trainer.class_weight must be 'none' or 'balanced', got '{trainer.class_weight}'")
+    if trainer.lr_schedule not in ("constant", "warmup_cosine"):
+        raise InputError(
+            f"trainer.lr_schedule must be 'constant' or 'warmup_cosine', got '{trainer.lr_schedule}'"
+        )
+    if not 0.0 <= trainer.warmup_ratio < 1.0:
+        raise InputError(f"trainer.warmup_ratio must lie in [0, 1), got {trainer.warmup_ratio}")
 
 
 @dataclass
@@ -151,8 +207,21 @@ class ExperimentConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
-# Each model type's default config file (relative to configs/).
-DEFAULT_CONFIG_FILES = {"bimer": "demo.yaml"}
+# `train.py --model NAME` reads configs/NAME.yaml, which runs offline on the
+# demo corpus on a CPU. NAME -> (model.type, model.speech.type, model.text.type,
+# description); None where the name does not fix that branch.
+MODELS = {
+    "bimer": ("bimer", None, "bert", "BiMER: spectrogram CNN speech + BERT text, concatenated (demo: ResNet-CRNN+AT)"),
+    "bimer_whisper": ("bimer", "whisper", "bert", "BiMER fusion over a pretrained Whisper encoder + BERT"),
+    "mm_emor": ("mm_emor", "mobilenet", None, "MM-EMOR: MobileNet on mel + chroma, pooled text encoder"),
+    "ser_resnet_cnn": ("ser", "resnet_cnn", None, "speech only: BiMER's ResNet-CNN"),
+    "ser_resnet_crnn_at": ("ser", "resnet_crnn_at", None, "speech only: ResNet-CRNN+AT"),
+    "ser_resnet50_crnn_at": ("ser", "resnet50_crnn_at", None, "speech only: ResNet50-CRNN+AT"),
+    "ser_mobilenet": ("ser", "mobilenet", None, "speech only: MobileNet on mel + chroma"),
+    "ser_whisper": ("ser", "whisper", None, "speech only: pretrained Whisper encoder + attention pooling"),
+    "ter_bert": ("ter", None, "bert", "text only: fine-tuned BERT (offline MiniLM)"),
+    "ter_roberta": ("ter", None, "roberta", "text only: RoBERTa (keras-hub preset, needs the network once)"),
+}
 
 
 def _merge(obj, overrides: dict, path: str = ""):
@@ -233,30 +302,56 @@ def read_yaml(path: str | Path) -> dict:
     return data or {}
 
 
+def model_config_file(model: str) -> Path:
+    """configs/<model>.yaml for a `train.py --model` name."""
+    if model not in MODELS:
+        raise InputError(f"unknown model '{model}'; choose one of: {', '.join(MODELS)}")
+    return CONFIG_DIR / f"{model}.yaml"
+
+
 def load_config(
     config_file: str | Path | None = None,
     overrides: list[str] = (),
-    model_type: str | None = None,
+    model: str | None = None,
 ) -> ExperimentConfig:
-    """Defaults <- config file (or the model's default file) <- --set overrides."""
+    """Defaults <- config file (or the model's own file) <- --set overrides.
+
+    With both a file and a `model` name (`train.py --model bimer --config
+    configs/paper/bimer.yaml`) the file is used and must describe that model.
+    """
     config = ExperimentConfig()
-    if config_file is None and model_type is not None:
-        if model_type not in DEFAULT_CONFIG_FILES:
-            raise InputError(
-                f"unknown model '{model_type}'; choose one of: {', '.join(DEFAULT_CONFIG_FILES)}"
-            )
-        config_file = CONFIG_DIR / DEFAULT_CONFIG_FILES[model_type]
+    if model is not None:
+        default_file = model_config_file(model)
+        config_file = config_file if config_file is not None else default_file
     if config_file is not None:
         _merge(config, read_yaml(config_file))
+    if model is not None:  # before --set: an explicit override may change a branch
+        check_model_name(config, model, config_file)
     for assignment in overrides:
         _merge(config, parse_set(assignment))
-    if model_type is not None:
-        config.model.type = model_type
     validate(config)
     return config
 
 
+def check_model_name(config: ExperimentConfig, model: str, source) -> None:
+    """Fails when a config's task or branches are not those `model` names."""
+    task, speech, text, _ = MODELS[model]
+    found = {"model.type": config.model.type}
+    expected = {"model.type": task}
+    if speech is not None:
+        found["model.speech.type"], expected["model.speech.type"] = config.model.speech.type, speech
+    if text is not None:
+        found["model.text.type"], expected["model.text.type"] = config.model.text.type, text
+    wrong = [f"{key}={found[key]} (expected {value})" for key, value in expected.items() if found[key] != value]
+    if wrong:
+        raise InputError(
+            f"--model {model} does not match {source}: {', '.join(wrong)}; "
+            f"drop --model, or pick the model that the config describes"
+        )
+
+
 def validate(config: ExperimentConfig) -> None:
+    validate_trainer(config.trainer)
     labels = config.data.labels
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise InputError(f"data.labels must hold at least 2 distinct labels, got {labels}")
@@ -271,6 +366,27 @@ def validate(config: ExperimentConfig) -> None:
             f"spec_augment.freq_mask_widths must lie in 1..{config.audio.n_mels - 1}, "
             f"got {config.spec_augment.freq_mask_widths}"
         )
+    model = config.model
+    choices = {
+        "model.type": (model.type, ("bimer", "mm_emor", "ser", "ter")),
+        "model.speech.type": (
+            model.speech.type,
+            ("resnet_cnn", "resnet_crnn_at", "resnet50_crnn_at", "mobilenet", "whisper"),
+        ),
+        "model.speech.pooling": (model.speech.pooling, ("attention", "mean_std")),
+        "model.text.type": (model.text.type, ("bert", "roberta")),
+    }
+    for key, (value, valid) in choices.items():
+        if value not in valid:
+            raise InputError(f"unknown {key} '{value}'; valid values: {', '.join(valid)}")
+    uses_speech = model.type != "ter"
+    if uses_speech and model.speech.type in ("resnet50_crnn_at", "mobilenet") and config.audio.channels != 3:
+        raise InputError(
+            f"model.speech.type={model.speech.type} is an ImageNet network and takes a 3-channel "
+            f"image; set audio.channels=3 (got {config.audio.channels})"
+        )
+    if uses_speech and model.speech.type == "whisper" and model.speech.whisper_trainable_layers < 0:
+        raise InputError("model.speech.whisper_trainable_layers must be >= 0")
     if config.model.text.pooling not in ("mean", "cls"):
         raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
 

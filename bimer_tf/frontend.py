@@ -17,6 +17,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from bimer_tf.config import AudioConfig
+from bimer_tf.errors import InputError
 from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
 
 
@@ -77,12 +78,19 @@ class AudioFrontend:
     """An `AudioConfig` turned into the front end's functions and layer.
 
     `waveform(wav_bytes)` runs per example (inside `Dataset.map` or
-    `tf.map_fn`); `log_mel(waveforms)` runs on a batch.
+    `tf.map_fn`); `log_mel(waveforms)` runs on a batch. Its features are the
+    log-mel image (with the chromagram appended when `audio.chroma`), the
+    input `"log_mel"` of the spectrogram backbones.
     """
+
+    input_key = "log_mel"
+    # SpecAugment masks these features on training batches, after the cache.
+    augments_batches = True
 
     def __init__(self, config: AudioConfig):
         self.config = config
         self.num_samples = int(round(config.max_duration_s * config.sample_rate))
+        extra = {"chroma": True} if config.chroma else {}
         self.log_mel = LogMelSpectrogram(
             sample_rate=config.sample_rate,
             n_fft=config.n_fft,
@@ -94,6 +102,7 @@ class AudioFrontend:
             channels=config.channels,
             channel_mode=config.channel_mode,
             name="log_mel_spectrogram",
+            **extra,
         )
         self.log_mel.build((None, self.num_samples))
 
@@ -117,11 +126,72 @@ class AudioFrontend:
             fn_output_signature=tf.TensorSpec([self.num_samples], tf.float32),
         )
 
+    def example_features(self, waveform, spec_augment=None):
+        """One waveform -> its features (what the pipeline caches)."""
+        return self.log_mel(waveform[tf.newaxis])[0]
+
+    def batch_features(self, waveforms):
+        return self.log_mel(waveforms)
+
     def features(self, wav_bytes_batch):
-        """[batch] WAV strings -> [batch, frames, n_mels, channels] log-mel."""
-        return self.log_mel(self.batch_waveforms(wav_bytes_batch))
+        """[batch] WAV strings -> [batch, frames, bins, channels] log-mel."""
+        return self.batch_features(self.batch_waveforms(wav_bytes_batch))
+
+    def trackables(self) -> list:
+        """Objects holding variables that an export must carry."""
+        return []
+
+
+class WhisperFrontend(AudioFrontend):
+    """Waveform -> Whisper's log-mel -> the frozen lower Whisper encoder layers.
+
+    The same decode / trim / crop-or-pad as `AudioFrontend` (clip-length
+    input: Whisper sees `audio.max_duration_s` seconds, not 30 s), then
+    `WhisperLogMel` (80 mels, n_fft 400, hop 160) and the encoder layers that
+    are not fine-tuned. Their output `"whisper_features"` is what the input
+    pipeline caches, so a frozen encoder runs once per clip, not once per
+    epoch.
+
+    SpecAugment masks the Whisper log-mel before the encoder, so it applies
+    only when the features are not cached (`data.cache=false`: the encoder
+    then runs every epoch); with the cache on, it is off for this branch.
+    """
+
+    input_key = "whisper_features"
+    augments_batches = False
+
+    def __init__(self, config: AudioConfig, encoder_bottom):
+        from bimer_tf.layers.whisper_log_mel import WhisperLogMel
+
+        self.config = config
+        self.num_samples = int(round(config.max_duration_s * config.sample_rate))
+        if config.sample_rate != 16000:
+            raise InputError(
+                f"the Whisper branch needs audio.sample_rate=16000, got {config.sample_rate}"
+            )
+        self.log_mel = WhisperLogMel(name="whisper_log_mel")
+        self.log_mel.build((None, self.num_samples))
+        self.encoder_bottom = encoder_bottom
+        self.encoder_bottom.trainable = False
+
+    def example_features(self, waveform, spec_augment=None):
+        log_mel = self.log_mel(waveform[tf.newaxis])
+        if spec_augment is not None:
+            log_mel = spec_augment(log_mel[..., tf.newaxis], training=True)[..., 0]
+        return self.encoder_bottom(log_mel, training=False)[0]
+
+    def batch_features(self, waveforms):
+        return self.encoder_bottom(self.log_mel(waveforms), training=False)
+
+    def trackables(self) -> list:
+        return [self.encoder_bottom]
 
 
 def build_speech_frontend(config) -> AudioFrontend:
     """The speech front end of an `ExperimentConfig`'s speech backbone."""
+    if config.model.speech.type == "whisper":
+        from bimer_tf.models.whisper_branch import whisper_encoder_parts
+
+        bottom, _, _ = whisper_encoder_parts(config.model.speech)
+        return WhisperFrontend(config.audio, bottom)
     return AudioFrontend(config.audio)

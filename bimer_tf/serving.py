@@ -4,12 +4,13 @@ The exported signature `serving_default` takes raw inputs and runs all
 preprocessing in-graph (core TF ops plus the tensorflow-text tokenizer ops
 that TF Serving links):
 
-    inputs:  audio_wav  string [None]  16 kHz 16-bit PCM WAV bytes
-             text       string [None]  UTF-8 transcript
+    inputs:  audio_wav  string [None]  16 kHz 16-bit PCM WAV bytes  (bimer, mm_emor, ser)
+             text       string [None]  UTF-8 transcript             (bimer, mm_emor, ter)
     outputs: probabilities float32 [None, C], label string [None], label_id int64 [None]
 
-A version folder also holds `assets.extra/bimer_tf.json` (labels and the
-resolved config), which TF Serving ignores.
+A version folder also holds `assets.extra/bimer_tf.json` (labels, the
+signature's inputs, the model type and the resolved config), which TF
+Serving ignores.
 """
 
 from __future__ import annotations
@@ -28,31 +29,36 @@ SIGNATURE = "serving_default"
 
 
 def build_export_archive(model, config):
-    """An ExportArchive whose `serving_default` maps raw WAV bytes + text to predictions."""
+    """An ExportArchive whose `serving_default` maps raw inputs to predictions.
+
+    The inputs are those of the task: `audio_wav` and/or `text`.
+    """
     import keras
     import tensorflow as tf
 
-    from bimer_tf.frontend import AudioFrontend
-    from bimer_tf.models import build_text_preprocessor
+    from bimer_tf.frontend import build_speech_frontend
+    from bimer_tf.models import build_text_preprocessor, task_modalities
 
-    frontend = AudioFrontend(config.audio)
-    preprocessor = build_text_preprocessor(config)
+    needs_audio, needs_text = task_modalities(config)
+    frontend = build_speech_frontend(config) if needs_audio else None
+    preprocessor = build_text_preprocessor(config) if needs_text else None
     labels = tf.constant(config.data.labels)
 
-    preprocessor(tf.constant(["build"]))  # builds the tokenizer so the archive can track it
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.track(preprocessor)
+    if frontend is not None:
+        for trackable in frontend.trackables():  # e.g. the frozen Whisper encoder layers
+            archive.track(trackable)
+    if preprocessor is not None:
+        preprocessor(tf.constant(["build"]))  # builds the tokenizer so the archive can track it
+        archive.track(preprocessor)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="audio_wav"),
-            tf.TensorSpec([None], tf.string, name="text"),
-        ]
-    )
-    def serve(audio_wav, text):
-        features = {"log_mel": frontend.features(audio_wav)}
-        features.update(preprocessor(text))
+    def predict(audio_wav=None, text=None):
+        features = {}
+        if frontend is not None:
+            features[frontend.input_key] = frontend.features(audio_wav)
+        if preprocessor is not None:
+            features.update(preprocessor(text))
         probabilities = tf.cast(model(features, training=False), tf.float32)
         label_id = tf.argmax(probabilities, axis=-1)
         return {
@@ -61,8 +67,38 @@ def build_export_archive(model, config):
             "label_id": label_id,
         }
 
+    audio_spec = tf.TensorSpec([None], tf.string, name="audio_wav")
+    text_spec = tf.TensorSpec([None], tf.string, name="text")
+    # One function per input set: the signature's input names are the
+    # function's argument names.
+    if needs_audio and needs_text:
+
+        @tf.function(input_signature=[audio_spec, text_spec])
+        def serve(audio_wav, text):
+            return predict(audio_wav=audio_wav, text=text)
+
+    elif needs_audio:
+
+        @tf.function(input_signature=[audio_spec])
+        def serve(audio_wav):
+            return predict(audio_wav=audio_wav)
+
+    else:
+
+        @tf.function(input_signature=[text_spec])
+        def serve(text):
+            return predict(text=text)
+
     archive.add_endpoint(SIGNATURE, serve)
     return archive, serve
+
+
+def signature_inputs(config) -> list[str]:
+    """The names of `serving_default`'s inputs for a config's task."""
+    from bimer_tf.models import task_modalities
+
+    needs_audio, needs_text = task_modalities(config)
+    return [name for name, used in (("audio_wav", needs_audio), ("text", needs_text)) if used]
 
 
 def next_version(base: Path) -> int:
@@ -102,43 +138,59 @@ def export_run(run_dir: str | Path, output: str | Path, version: int | None = No
     archive.write_out(str(target), verbose=False)
     metadata = target / METADATA_FILE
     metadata.parent.mkdir(parents=True, exist_ok=True)
+    inputs = signature_inputs(config)
     metadata.write_text(
-        json.dumps({"labels": config.data.labels, "config": to_dict(config)}, indent=1),
+        json.dumps(
+            {
+                "labels": config.data.labels,
+                "inputs": inputs,
+                "model_type": config.model.type,
+                "config": to_dict(config),
+            },
+            indent=1,
+        ),
         encoding="utf-8",
     )
 
-    wavs, texts = sample_inputs(config)
-    expected = serve(wavs, texts)["probabilities"].numpy()
-    actual = run_in_fresh_process(target, wavs, texts)["probabilities"]
+    examples = {name: value for name, value in sample_inputs(config).items() if name in inputs}
+    expected = serve(**examples)["probabilities"].numpy()
+    actual = run_in_fresh_process(target, examples)["probabilities"]
     difference = float(np.max(np.abs(expected - actual)))
-    print(f"reloaded {target} in a fresh process: max |difference| = {difference:.2e} on {len(texts)} inputs")
+    count = len(next(iter(examples.values())))
+    print(f"reloaded {target} in a fresh process: max |difference| = {difference:.2e} on {count} inputs")
     if not difference <= 1e-4:
         raise RuntimeError(f"exported model disagrees with the Keras model ({difference:.2e} > 1e-4)")
     return target
 
 
-def sample_inputs(config, count: int = 4):
-    """WAV bytes and texts to compare the export on: held-out rows, else a synthetic clip."""
+def sample_inputs(config, count: int = 4) -> dict:
+    """{"audio_wav", "text"} arrays to compare the export on: held-out rows, else synthetic."""
     from bimer_tf.data.pipeline import validate_rows
     from bimer_tf.errors import InputError
     from bimer_tf.frontend import AudioFrontend
+    from bimer_tf.models import task_modalities
     from bimer_tf.training import resolve_data
 
+    needs_audio, needs_text = task_modalities(config)
     try:
         rows = [r for split in ("test", "val") for r in resolve_data(config).splits[split]]
         # Only rows training would have used: a bad file in the manifest must
-        # not fail the comparison.
-        rows = validate_rows(rows[: 4 * count], config.data.labels, AudioFrontend(config.audio), True).kept[:count]
+        # not fail the comparison. (The WAV checks need no model weights.)
+        frontend = AudioFrontend(config.audio) if needs_audio else None
+        rows = validate_rows(rows[: 4 * count], config.data.labels, frontend, needs_text).kept[:count]
     except (InputError, OSError):  # the run's data may be gone; the check does not need it
         rows = []
     if rows:
-        return (
-            np.array([Path(r["audio"]).read_bytes() for r in rows], dtype=object),
-            np.array([r["text"] for r in rows], dtype=object),
-        )
-    return np.array([synthetic_wav(config.audio.sample_rate)], dtype=object), np.array(
-        ["thank you"], dtype=object
-    )
+        return {
+            "audio_wav": np.array(
+                [Path(r["audio"]).read_bytes() if needs_audio else b"" for r in rows], dtype=object
+            ),
+            "text": np.array([r["text"] or "" for r in rows], dtype=object),
+        }
+    return {
+        "audio_wav": np.array([synthetic_wav(config.audio.sample_rate)], dtype=object),
+        "text": np.array(["thank you"], dtype=object),
+    }
 
 
 def synthetic_wav(sample_rate: int, seconds: float = 1.5) -> bytes:
@@ -153,13 +205,13 @@ def synthetic_wav(sample_rate: int, seconds: float = 1.5) -> bytes:
     return buffer.getvalue()
 
 
-def run_in_fresh_process(saved_model: Path, wavs, texts) -> dict:
-    """Runs the SavedModel in a new Python process, as a server would see it."""
+def run_in_fresh_process(saved_model: Path, examples: dict) -> dict:
+    """Runs the SavedModel on {input name: array} in a new Python process, as a server would."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         inputs, outputs = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
-        np.savez(inputs, audio_wav=wavs, text=texts)
+        np.savez(inputs, **examples)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         command = [sys.executable, "-m", "bimer_tf.serving", str(saved_model), str(inputs), str(outputs)]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -200,9 +252,7 @@ def _main(argv=None):
 
     serve, _ = load_saved_model(args.saved_model)
     with np.load(args.inputs, allow_pickle=True) as data:
-        result = serve(
-            audio_wav=tf.constant(list(data["audio_wav"])), text=tf.constant(list(data["text"]))
-        )
+        result = serve(**{name: tf.constant(list(data[name])) for name in data.files})
     np.savez(args.outputs, **{key: value.numpy() for key, value in result.items()})
     return 0
 

@@ -150,7 +150,7 @@ def tiny_run(tiny_corpus, tiny_bert_preset, tmp_path_factory) -> Path:
     from bimer_tf.config import load_config
     from bimer_tf.training import train
 
-    config = load_config(model_type="bimer", overrides=tiny_overrides(tiny_corpus, tiny_bert_preset))
+    config = load_config(model="bimer", overrides=tiny_overrides(tiny_corpus, tiny_bert_preset))
     return train(config, tmp_path_factory.mktemp("runs") / "tiny")
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from bimer_tf.config import (
     CONFIG_DIR,
+    MODELS,
     REPO_ROOT,
     AudioConfig,
     ExperimentConfig,
@@ -63,33 +64,88 @@ def test_empty_yaml_file_gives_defaults(tmp_path):
     assert load_config(path) == ExperimentConfig()
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "bimer_paper.yaml"])
+SHIPPED_CONFIGS = sorted(p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
 def test_shipped_configs_load(name):
     config = load_config(CONFIG_DIR / name)
     # Each file sets its own name, so loading it must change something.
     assert config.name == yaml.safe_load((CONFIG_DIR / name).read_text())["name"]
 
 
+def test_every_model_name_has_a_config_that_matches_it():
+    assert set(MODELS) <= {p.stem for p in CONFIG_DIR.glob("*.yaml")}
+    for name, (task, speech, text, _) in MODELS.items():
+        config = load_config(model=name)
+        assert config.model.type == task
+        assert speech is None or config.model.speech.type == speech
+        assert text is None or config.model.text.type == text
+        # Demo configs run offline on the demo corpus: no manifest of their own.
+        assert config.data.manifest is None
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (CONFIG_DIR / "paper").glob("*.yaml")))
+def test_paper_configs_say_where_their_values_come_from(name):
+    header = (CONFIG_DIR / "paper" / name).read_text().split("\nname:")[0]
+    assert header.startswith("# ") and ("2025" in header or "2023" in header)
+    assert "python train.py --model" in header
+
+
 def test_paper_config_values():
-    config = load_config(CONFIG_DIR / "bimer_paper.yaml")
+    config = load_config(CONFIG_DIR / "paper" / "bimer.yaml")
     assert config.name == "bimer-paper"
     assert config.text.preset == "bert_base_en_uncased"
+    assert config.model.speech.type == "resnet50_crnn_at"
     assert config.model.speech.feature_dim + config.model.text.feature_dim == 768
     assert (config.trainer.learning_rate, config.trainer.weight_decay) == (1e-5, 1e-3)
     assert config.data.batch_size == 8
 
 
-def test_model_type_uses_its_default_file():
-    config = load_config(model_type="bimer")
+def test_model_name_uses_its_default_file():
+    config = load_config(model="bimer")
     assert config.name == "bimer-demo"
-    assert config == load_config(CONFIG_DIR / "demo.yaml")
+    assert config == load_config(CONFIG_DIR / "bimer.yaml")
     assert config.model.type == "bimer"
-    assert config.model.text.trainable is False  # set by demo.yaml, not a default
+    assert config.model.text.trainable is False  # set by bimer.yaml, not a default
 
 
-def test_unknown_model_type():
+def test_model_name_with_a_config_file_must_match_it():
+    config = load_config(CONFIG_DIR / "paper" / "bimer.yaml", model="bimer")
+    assert config.name == "bimer-paper"
+    with pytest.raises(InputError, match=r"--model ser_whisper does not match .*model.type=bimer \(expected ser\)"):
+        load_config(CONFIG_DIR / "paper" / "bimer.yaml", model="ser_whisper")
+    # An explicit --set may still change a branch.
+    config = load_config(model="bimer", overrides=["model.speech.type=resnet_cnn"])
+    assert config.model.speech.type == "resnet_cnn"
+
+
+def test_unknown_model_name():
     with pytest.raises(InputError, match="unknown model 'gpt'.*bimer"):
-        load_config(model_type="gpt")
+        load_config(model="gpt")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.type=gpt", "unknown model.type 'gpt'"),
+        ("model.speech.type=vgg", "unknown model.speech.type 'vgg'"),
+        ("model.text.type=t5", "unknown model.text.type 't5'"),
+        ("model.speech.pooling=max", "unknown model.speech.pooling 'max'"),
+    ],
+)
+def test_unknown_registry_values(override, message):
+    with pytest.raises(InputError, match=message):
+        load_config(overrides=[override])
+
+
+def test_imagenet_backbones_need_three_channels():
+    with pytest.raises(InputError, match="audio.channels=3"):
+        load_config(overrides=["model.speech.type=resnet50_crnn_at"])
+    with pytest.raises(InputError, match="audio.channels=3"):
+        load_config(overrides=["model.speech.type=mobilenet", "audio.channels=1"])
+    # A text-only model does not care about the speech branch's channels.
+    load_config(overrides=["model.type=ter", "model.speech.type=mobilenet"])
 
 
 def test_missing_and_invalid_yaml_files(tmp_path):
@@ -238,7 +294,7 @@ def test_freq_mask_widths_are_checked_against_n_mels():
 
 def test_save_and_reload_gives_an_equal_config(tmp_path):
     config = load_config(
-        CONFIG_DIR / "bimer_paper.yaml",
+        CONFIG_DIR / "paper" / "bimer.yaml",
         ["audio.fmax=7600.5", "data.fold=session1", "audio.channels=3", "name=round trip"],
     )
     path = tmp_path / "resolved.yaml"

@@ -88,10 +88,17 @@ def build_dataset(
     cache: bool = True,
     seed: int | None = None,
 ) -> tf.data.Dataset:
-    """A batched, prefetched dataset of ({"log_mel", "token_ids", ...}, label_id).
+    """A batched, prefetched dataset of ({speech key, "token_ids", ...}, label_id).
 
-    `frontend=None` gives a text-only dataset and `text_preprocessor=None` a
-    speech-only one. Rows must have passed `validate_rows`.
+    The speech features sit under the front end's `input_key` (`"log_mel"`,
+    or `"whisper_features"`). `frontend=None` gives a text-only dataset and
+    `text_preprocessor=None` a speech-only one. Rows must have passed
+    `validate_rows`.
+
+    SpecAugment masks training batches after the cache for spectrogram
+    front ends. A front end whose features come out of a frozen encoder
+    (Whisper) masks its log-mel before the encoder instead, which is only
+    possible per example and without the cache.
     """
     if not rows:
         raise InputError("no usable rows for this split; check the manifest and the data report")
@@ -102,11 +109,23 @@ def build_dataset(
     if text_preprocessor is not None:
         columns["text"] = tf.constant([row["text"] for row in rows])
 
+    wants_augment = training and spec_augment is not None and frontend is not None
+    augment_batches = wants_augment and frontend.augments_batches
+    augment_examples = wants_augment and not frontend.augments_batches and not cache
+    if wants_augment and not (augment_batches or augment_examples):
+        print(
+            "note: SpecAugment is off: this front end's features come out of a frozen encoder "
+            "and are cached (data.cache=true); set data.cache=false to mask its log-mel "
+            "before the encoder on every epoch"
+        )
+
     def load(example):
         features = {}
         if frontend is not None:
             waveform = frontend.waveform(tf.io.read_file(example["audio"]))
-            features["log_mel"] = frontend.log_mel(waveform[tf.newaxis])[0]
+            features[frontend.input_key] = frontend.example_features(
+                waveform, spec_augment if augment_examples else None
+            )
         if text_preprocessor is not None:
             tokens = text_preprocessor(example["text"][tf.newaxis])
             features.update({key: value[0] for key, value in tokens.items()})
@@ -121,11 +140,12 @@ def build_dataset(
             min(shuffle_buffer, len(rows)), seed=seed, reshuffle_each_iteration=True
         )
     dataset = dataset.batch(batch_size)
-    if training and spec_augment is not None and frontend is not None:
+    if augment_batches:
 
         def augment(features, label):
             features = dict(features)
-            features["log_mel"] = spec_augment(features["log_mel"], training=True)
+            key = frontend.input_key
+            features[key] = spec_augment(features[key], training=True)
             return features, label
 
         dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE)

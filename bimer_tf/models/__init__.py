@@ -1,9 +1,10 @@
 """Models, and building them from an `ExperimentConfig`.
 
-`build_model(config)` picks a builder by `config.model.type` (the task: which
-backbones are combined and how) and, for the speech branch, by
-`config.model.speech.type`. A new model is one builder function added to
-`MODEL_BUILDERS` or `SPEECH_BACKBONE_BUILDERS`.
+One registry, three axes: `config.model.type` picks the task (which branches
+are combined and how), `config.model.speech.type` the speech backbone and
+`config.model.text.type` the text backbone. A new model is one builder
+function added to `TASK_BUILDERS`, `SPEECH_BACKBONE_BUILDERS` or
+`TEXT_BACKBONES`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,42 @@ import keras_hub
 
 from bimer_tf.errors import InputError
 from bimer_tf.models.bimer_classifier import BiMERClassifier
+from bimer_tf.models.mm_emor_classifier import MMEMORClassifier
 from bimer_tf.models.presets import resolve_text_preset
+from bimer_tf.models.ser_classifier import SERClassifier
 from bimer_tf.models.speech_crnn_backbone import SpeechCRNNBackbone
+from bimer_tf.models.speech_whisper_backbone import SpeechWhisperBackbone
+from bimer_tf.models.ter_classifier import TERClassifier
 
 
-def _crnn_backbone(config) -> keras.Model:
+def _lookup(registry: dict, key: str, config_key: str):
+    if key not in registry:
+        raise InputError(
+            f"unknown {config_key} '{key}'; valid values: {', '.join(sorted(registry))}"
+        )
+    return registry[key]
+
+
+def _frequency_bins(config) -> int:
+    """Bins of the log-mel image: mels, plus 12 chroma bins when `audio.chroma`."""
+    return config.audio.n_mels + (12 if config.audio.chroma else 0)
+
+
+# --- speech backbones --------------------------------------------------------
+
+
+def _resnet_cnn_backbone(config) -> keras.Model:
+    from bimer_tf.models.speech_resnet_cnn_backbone import SpeechResNetCNNBackbone
+
+    return SpeechResNetCNNBackbone(
+        stage_widths=config.model.speech.stage_widths,
+        n_mels=_frequency_bins(config),
+        channels=config.audio.channels,
+        name="speech_backbone",
+    )
+
+
+def _resnet_crnn_at_backbone(config) -> keras.Model:
     speech = config.model.speech
     return SpeechCRNNBackbone(
         stage_widths=speech.stage_widths,
@@ -29,22 +61,72 @@ def _crnn_backbone(config) -> keras.Model:
         transformer_layers=speech.transformer_layers,
         dropout=speech.dropout,
         feature_dim=speech.feature_dim,
-        n_mels=config.audio.n_mels,
+        n_mels=_frequency_bins(config),
         channels=config.audio.channels,
         name="speech_backbone",
     )
 
 
+def _resnet50_crnn_at_backbone(config) -> keras.Model:
+    from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
+    from bimer_tf.models.speech_resnet50_crnn_backbone import SpeechResNet50CRNNBackbone
+
+    speech = config.model.speech
+    return SpeechResNet50CRNNBackbone(
+        weights=resolve_imagenet_weights(speech.weights, "resnet50"),
+        conv_filters=speech.conv_filters,
+        gru_units=speech.gru_units,
+        transformer_heads=speech.transformer_heads,
+        transformer_intermediate_dim=speech.transformer_intermediate_dim,
+        transformer_layers=speech.transformer_layers,
+        dropout=speech.dropout,
+        feature_dim=speech.feature_dim,
+        n_mels=_frequency_bins(config),
+        channels=config.audio.channels,
+        name="speech_backbone",
+    )
+
+
+def _mobilenet_backbone(config) -> keras.Model:
+    from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
+    from bimer_tf.models.speech_mobilenet_backbone import SpeechMobileNetBackbone
+
+    speech = config.model.speech
+    return SpeechMobileNetBackbone(
+        weights=resolve_imagenet_weights(speech.weights, "mobilenet", alpha=speech.mobilenet_alpha),
+        alpha=speech.mobilenet_alpha,
+        dropout=speech.dropout,
+        feature_dim=speech.feature_dim,
+        n_mels=_frequency_bins(config),
+        channels=config.audio.channels,
+        name="speech_backbone",
+    )
+
+
+def _whisper_backbone(config) -> keras.Model:
+    from bimer_tf.models.whisper_branch import whisper_encoder_parts
+
+    speech = config.model.speech
+    _, top, hidden_dim = whisper_encoder_parts(speech)
+    return SpeechWhisperBackbone(
+        hidden_dim=hidden_dim,
+        top_encoder=top,
+        pooling=speech.pooling,
+        attention_units=speech.attention_units,
+        dropout=speech.dropout,
+        feature_dim=speech.feature_dim,
+        name="speech_backbone",
+    )
+
+
 # config.model.speech.type -> builder(config) returning a speech backbone.
-SPEECH_BACKBONE_BUILDERS = {"crnn": _crnn_backbone}
-
-
-def _lookup(registry: dict, key: str, config_key: str):
-    if key not in registry:
-        raise InputError(
-            f"unknown {config_key} '{key}'; valid values: {', '.join(sorted(registry))}"
-        )
-    return registry[key]
+SPEECH_BACKBONE_BUILDERS = {
+    "resnet_cnn": _resnet_cnn_backbone,
+    "resnet_crnn_at": _resnet_crnn_at_backbone,
+    "resnet50_crnn_at": _resnet50_crnn_at_backbone,
+    "mobilenet": _mobilenet_backbone,
+    "whisper": _whisper_backbone,
+}
 
 
 def build_speech_backbone(config) -> keras.Model:
@@ -53,21 +135,58 @@ def build_speech_backbone(config) -> keras.Model:
     return builder(config)
 
 
+# --- text backbones ----------------------------------------------------------
+
+# config.model.text.type -> (keras-hub backbone class, its classifier preprocessor class).
+TEXT_BACKBONES = {
+    "bert": (keras_hub.models.BertBackbone, keras_hub.models.BertTextClassifierPreprocessor),
+    "roberta": (keras_hub.models.RobertaBackbone, keras_hub.models.RobertaTextClassifierPreprocessor),
+}
+
+
+def _text_load_error(config, what: str, error: Exception) -> InputError:
+    kind = config.model.text.type
+    remedy = (
+        "use 'minilm-offline', a keras-hub BERT preset name, or a local preset folder"
+        if kind == "bert"
+        else "RoBERTa weights are not installed offline: a keras-hub preset such as "
+        "'roberta_base_en' is downloaded once and needs the network; offline, train "
+        "`--model ter_bert` (the offline MiniLM BERT) instead, or give a local preset folder"
+    )
+    return InputError(f"cannot load the {what} of text.preset '{config.text.preset}' ({error}); {remedy}")
+
+
 def build_text_backbone(config) -> keras.Model:
-    """The pretrained BERT-style encoder of `config.text.preset`, (un)frozen per config."""
+    """The pretrained encoder of `config.text.preset`, (un)frozen per config."""
+    backbone_class, _ = _lookup(TEXT_BACKBONES, config.model.text.type, "model.text.type")
     preset = resolve_text_preset(config.text.preset)
     try:
-        backbone = keras_hub.models.BertBackbone.from_preset(preset)
-    except (ValueError, OSError) as error:
-        raise InputError(
-            f"cannot load text.preset '{config.text.preset}' ({error}); use "
-            "'minilm-offline', a keras-hub BERT preset name, or a local preset folder"
-        ) from None
+        backbone = backbone_class.from_preset(preset)
+    except Exception as error:  # keras-hub raises many types for a missing/offline preset
+        raise _text_load_error(config, f"{config.model.text.type} encoder", error) from None
     backbone.trainable = config.model.text.trainable
     return backbone
 
 
-def _bimer_classifier(config) -> keras.Model:
+def build_text_preprocessor(config):
+    """The tokenizer + packer matching the text backbone: the one place it is made.
+
+    Maps strings to the backbone's inputs (BERT: `token_ids`, `segment_ids`,
+    `padding_mask`; RoBERTa: `token_ids`, `padding_mask`) of length
+    `config.text.sequence_length`; runs inside tf.data and the serving graph.
+    """
+    _, preprocessor_class = _lookup(TEXT_BACKBONES, config.model.text.type, "model.text.type")
+    preset = resolve_text_preset(config.text.preset)
+    try:
+        return preprocessor_class.from_preset(preset, sequence_length=config.text.sequence_length)
+    except Exception as error:
+        raise _text_load_error(config, "tokenizer", error) from None
+
+
+# --- tasks -------------------------------------------------------------------
+
+
+def _bimer(config) -> keras.Model:
     return BiMERClassifier(
         speech_backbone=build_speech_backbone(config),
         text_backbone=build_text_backbone(config),
@@ -80,50 +199,79 @@ def _bimer_classifier(config) -> keras.Model:
     )
 
 
-# config.model.type -> builder(config) returning the full model.
-MODEL_BUILDERS = {"bimer": _bimer_classifier}
+def _mm_emor(config) -> keras.Model:
+    return MMEMORClassifier(
+        speech_backbone=build_speech_backbone(config),
+        text_backbone=build_text_backbone(config),
+        num_classes=len(config.data.labels),
+        head_units=config.model.head_units,
+        head_l2=config.model.head_l2,
+        dropout=config.model.fusion_dropout,
+        name="mm_emor_classifier",
+    )
 
 
-# config.model.type -> (uses speech, uses text).
-TASK_MODALITIES = {"bimer": (True, True)}
+def _ser(config) -> keras.Model:
+    return SERClassifier(
+        speech_backbone=build_speech_backbone(config),
+        num_classes=len(config.data.labels),
+        dropout=config.model.classifier_dropout,
+        name="ser_classifier",
+    )
+
+
+def _ter(config) -> keras.Model:
+    return TERClassifier(
+        text_backbone=build_text_backbone(config),
+        num_classes=len(config.data.labels),
+        text_pooling=config.model.text.pooling,
+        dropout=config.model.classifier_dropout,
+        name="ter_classifier",
+    )
+
+
+# config.model.type -> (builder(config) returning the full model, uses speech, uses text).
+TASK_BUILDERS = {
+    "bimer": (_bimer, True, True),
+    "mm_emor": (_mm_emor, True, True),
+    "ser": (_ser, True, False),
+    "ter": (_ter, False, True),
+}
 
 
 def task_modalities(config) -> tuple[bool, bool]:
     """(needs audio, needs text) for `config.model.type`."""
-    return _lookup(TASK_MODALITIES, config.model.type, "model.type")
+    _, speech, text = _lookup(TASK_BUILDERS, config.model.type, "model.type")
+    return speech, text
 
 
 def build_model(config) -> keras.Model:
-    """The model described by an `ExperimentConfig` (not compiled)."""
-    builder = _lookup(MODEL_BUILDERS, config.model.type, "model.type")
-    return builder(config)
+    """The model described by an `ExperimentConfig` (not compiled).
 
-
-def build_text_preprocessor(config) -> keras_hub.models.BertTextClassifierPreprocessor:
-    """The tokenizer + packer matching the text backbone: the one place it is made.
-
-    Maps strings to `token_ids`, `segment_ids`, `padding_mask` of length
-    `config.text.sequence_length`; runs inside tf.data and the serving graph.
+    With `model.init.speech` / `model.init.text` naming finished runs, the
+    matching branches start from those runs' best checkpoints.
     """
-    preset = resolve_text_preset(config.text.preset)
-    try:
-        return keras_hub.models.BertTextClassifierPreprocessor.from_preset(
-            preset, sequence_length=config.text.sequence_length
-        )
-    except (ValueError, OSError) as error:
-        raise InputError(
-            f"cannot load the tokenizer of text.preset '{config.text.preset}' ({error}); use "
-            "'minilm-offline', a keras-hub BERT preset name, or a local preset folder"
-        ) from None
+    builder, _, _ = _lookup(TASK_BUILDERS, config.model.type, "model.type")
+    model = builder(config)
+    from bimer_tf.models.initialization import initialize_from_runs
+
+    initialize_from_runs(model, config)
+    return model
 
 
 __all__ = [
     "BiMERClassifier",
-    "MODEL_BUILDERS",
+    "MMEMORClassifier",
+    "SERClassifier",
     "SPEECH_BACKBONE_BUILDERS",
     "SpeechCRNNBackbone",
+    "SpeechWhisperBackbone",
+    "TASK_BUILDERS",
+    "TERClassifier",
+    "TEXT_BACKBONES",
     "build_model",
     "build_speech_backbone",
     "build_text_backbone",
     "build_text_preprocessor",
+    "task_modalities",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from bimer_tf.models.text_pooling import check_text_pooling, freeze_unused_cls_head, pool_text
+
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
 class BiMERClassifier(keras.Model):
@@ -17,11 +19,12 @@ class BiMERClassifier(keras.Model):
     `pooled_output`), then applies dropout and a dense layer (256 in the
     paper).
 
-    Inputs are a dict of already-preprocessed tensors: `"log_mel"`
-    `[batch, frames, n_mels, channels]` floats, and `"token_ids"`,
-    `"segment_ids"`, `"padding_mask"` `[batch, seq_len]` as made by
-    `keras_hub.models.BertTextClassifierPreprocessor` (`padding_mask` may be
-    bool or int). The output is `[batch, num_classes]` class probabilities,
+    Inputs are a dict of already-preprocessed tensors: the speech backbone's
+    input under its own name (`"log_mel"` `[batch, frames, bins, channels]`,
+    or `"whisper_features"` for the Whisper branch) and the text backbone's
+    inputs (`"token_ids"`, `"segment_ids"`, `"padding_mask"` `[batch,
+    seq_len]` for BERT, as made by `build_text_preprocessor`; `padding_mask`
+    may be bool or int). The output is `[batch, num_classes]` class probabilities,
     float32 even under a mixed precision policy.
 
     Both backbones are saved inside the model's config, so a `.keras` file
@@ -29,12 +32,12 @@ class BiMERClassifier(keras.Model):
     `text_backbone.trainable = False` before building the classifier.
 
     Args:
-        speech_backbone: a `keras.Model` taking the log-mel tensor and
-            returning a dict with `"pooled_output"`, e.g.
+        speech_backbone: a `keras.Model` with one named input, returning a
+            dict with `"pooled_output"`, e.g.
             `bimer_tf.models.SpeechCRNNBackbone`.
-        text_backbone: a `keras_hub.models.BertBackbone` (or any backbone
-            taking `token_ids`, `segment_ids`, `padding_mask` and returning
-            `sequence_output` and `pooled_output`).
+        text_backbone: a `keras_hub.models.BertBackbone` or
+            `RobertaBackbone` (any backbone taking a dict with
+            `padding_mask` and returning its token sequence).
         num_classes: int. Number of emotion classes.
         text_pooling: `"mean"` or `"cls"`. Defaults to `"mean"`.
         text_dropout: float. Dropout before the text feature layer.
@@ -57,19 +60,14 @@ class BiMERClassifier(keras.Model):
         **kwargs,
     ):
         kwargs.setdefault("name", "bimer_classifier")
-        if text_pooling not in ("mean", "cls"):
-            raise ValueError(f"text_pooling must be 'mean' or 'cls', got '{text_pooling}'")
+        check_text_pooling(text_pooling)
 
         # === Layers ===
         self.speech_backbone = speech_backbone
         self.text_backbone = text_backbone
         if text_pooling == "mean":
-            self.text_pooling_layer = keras.layers.GlobalAveragePooling1D(name="text_mean_pooling")
-            # BERT's [CLS] head is unused under mean pooling and gets no
-            # gradient; freezing it spares a "Gradients do not exist" warning.
-            for layer in text_backbone.layers:
-                if layer.name == "pooled_dense":
-                    layer.trainable = False
+            freeze_unused_cls_head(text_backbone)
+        self.text_pooling_layer = keras.layers.GlobalAveragePooling1D(name="text_mean_pooling")
         self.text_dropout_layer = keras.layers.Dropout(text_dropout, name="text_dropout")
         self.text_dense = keras.layers.Dense(text_feature_dim, activation="relu", name="text_features")
         self.fusion = keras.layers.Concatenate(name="fusion")
@@ -81,16 +79,13 @@ class BiMERClassifier(keras.Model):
 
         # === Functional Model ===
         # The backbones' own Input tensors become the classifier's inputs.
-        log_mel = speech_backbone.input
+        speech_input = speech_backbone.input
         text_inputs = text_backbone.input
-        inputs = {"log_mel": log_mel, **text_inputs}
-        speech_features = speech_backbone(log_mel)["pooled_output"]
-        text_outputs = text_backbone(text_inputs)
-        if text_pooling == "mean":
-            token_mask = keras.ops.cast(text_inputs["padding_mask"], "bool")
-            text = self.text_pooling_layer(text_outputs["sequence_output"], mask=token_mask)
-        else:
-            text = text_outputs["pooled_output"]
+        inputs = {speech_input.name: speech_input, **text_inputs}
+        speech_features = speech_backbone(speech_input)["pooled_output"]
+        text = pool_text(
+            text_backbone(text_inputs), text_inputs, text_pooling, self.text_pooling_layer
+        )
         text_features = self.text_dense(self.text_dropout_layer(text))
         fused = self.fusion([speech_features, text_features])
         outputs = self.output_dense(self.fusion_dropout_layer(fused))

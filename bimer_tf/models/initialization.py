@@ -1,0 +1,63 @@
+"""Starting a model's branches from finished runs (`model.init`).
+
+The BiMER paper builds its bimodal model on its unimodal ones: the speech
+branch of a finished `ser_*` run and the text branch of a finished `ter_*`
+run are copied into the new model before training. Any finished run whose
+model has the branch works (a `bimer` run can seed another `bimer`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from bimer_tf.errors import InputError
+
+# model.init field -> (model attribute holding the branch, config section that must match)
+BRANCHES = {"speech": ("speech_backbone", "speech"), "text": ("text_backbone", "text")}
+
+
+def initialize_from_runs(model, config) -> None:
+    """Copies the branch weights named by `config.model.init` into `model`."""
+    for branch, run in (("speech", config.model.init.speech), ("text", config.model.init.text)):
+        if run is not None:
+            copy_branch(model, branch, Path(run), config)
+
+
+def copy_branch(model, branch: str, run_dir: Path, config) -> None:
+    import keras
+
+    import bimer_tf.models  # noqa: F401  registers the model classes for loading
+    from bimer_tf.training import BEST_CHECKPOINT
+
+    attribute, section = BRANCHES[branch]
+    key = f"model.init.{branch}"
+    target = getattr(model, attribute, None)
+    if target is None:
+        raise InputError(f"{key}={run_dir}: a '{config.model.type}' model has no {branch} branch")
+    checkpoint, config_file = run_dir / BEST_CHECKPOINT, run_dir / "config.yaml"
+    if not checkpoint.is_file() or not config_file.is_file():
+        raise InputError(
+            f"{key}={run_dir} is not a finished run (needs {BEST_CHECKPOINT} and config.yaml); "
+            f"train it first, e.g. `python train.py --model {'ser_resnet_crnn_at' if branch == 'speech' else 'ter_bert'}`"
+        )
+    run_config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    theirs = run_config["model"][section]["type"]
+    ours = getattr(config.model, section).type
+    if theirs != ours:
+        raise InputError(f"{key}={run_dir} has a {theirs} {branch} branch; this model's is {ours}")
+    source = getattr(keras.saving.load_model(checkpoint, compile=False), attribute, None)
+    if source is None:
+        raise InputError(f"{key}={run_dir}: that run's model has no {branch} branch")
+    ours_shapes = [tuple(w.shape) for w in target.weights]
+    theirs_shapes = [tuple(w.shape) for w in source.weights]
+    if ours_shapes != theirs_shapes:
+        raise InputError(
+            f"{key}={run_dir}: its {branch} branch has other sizes than this config's "
+            f"({len(theirs_shapes)} vs {len(ours_shapes)} weights, first difference at "
+            f"{next((i for i, (a, b) in enumerate(zip(theirs_shapes, ours_shapes)) if a != b), min(len(theirs_shapes), len(ours_shapes)))}); "
+            f"use the same model.{section} and audio/text settings as that run"
+        )
+    target.set_weights(source.get_weights())
+    print(f"{branch} branch initialised from {checkpoint} ({len(ours_shapes)} weights)")

@@ -1,0 +1,61 @@
+"""Speech emotion recognition (SER): one speech backbone and a softmax head."""
+
+from __future__ import annotations
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="bimer_tf")
+class SERClassifier(keras.Model):
+    """Speech-only emotion classifier: backbone feature -> dropout -> dense softmax.
+
+    The head of BiMER's unimodal speech models (ResNet-CNN: dropout 0.5, then
+    the dense classifier). The input is the speech backbone's own input
+    (`"log_mel"`, or `"whisper_features"` for the Whisper branch), in a dict
+    so that the exported signature and the input pipeline treat every task
+    alike. The output is `[batch, num_classes]` probabilities, float32 under
+    mixed precision too.
+
+    Args:
+        speech_backbone: a `keras.Model` with one named input, returning a
+            dict with `"pooled_output"`.
+        num_classes: int. Number of emotion classes.
+        dropout: float. Dropout before the classifier. Defaults to `0.5`.
+        **kwargs: other keyword arguments passed to `keras.Model`, e.g. `name`.
+    """
+
+    def __init__(self, speech_backbone, num_classes, dropout=0.5, **kwargs):
+        kwargs.setdefault("name", "ser_classifier")
+
+        # === Layers ===
+        self.speech_backbone = speech_backbone
+        self.classifier_dropout = keras.layers.Dropout(dropout, name="classifier_dropout")
+        self.output_dense = keras.layers.Dense(
+            num_classes, activation="softmax", dtype="float32", name="probabilities"
+        )
+
+        # === Functional Model ===
+        speech_input = speech_backbone.input
+        features = speech_backbone(speech_input)["pooled_output"]
+        outputs = self.output_dense(self.classifier_dropout(features))
+        super().__init__(inputs={speech_input.name: speech_input}, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.dropout = dropout
+
+    def get_config(self):
+        return {
+            "speech_backbone": keras.saving.serialize_keras_object(self.speech_backbone),
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config["speech_backbone"], dict):
+            config["speech_backbone"] = keras.saving.deserialize_keras_object(config["speech_backbone"])
+        return cls(**config)

@@ -1,0 +1,112 @@
+"""A pretrained Whisper encoder as a speech backbone."""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+
+from bimer_tf.layers import SoftAttentionPooling, StatisticsPooling
+
+POOLINGS = ("attention", "mean_std")
+
+
+@keras.saving.register_keras_serializable(package="bimer_tf")
+class SpeechWhisperBackbone(keras_hub.models.Backbone):
+    """Whisper encoder states -> (fine-tuned top layers) -> pooled utterance feature.
+
+    The Whisper encoder is split in two (`split_whisper_encoder`): its frozen
+    lower part runs in the speech front end (`bimer_tf.frontend.
+    WhisperFrontend`: in `tf.data`, where its output is cached, and in the
+    serving graph), and this backbone holds what is trained: the top
+    `top_encoder` layers (none by default), then attention pooling (or mean
+    + std statistics), dropout and a dense ReLU projection to `feature_dim`.
+
+    Its input `"whisper_features"` `[batch, steps, hidden_dim]` is the
+    lower encoder's output (steps = Whisper log-mel frames // 2).
+
+    Args:
+        hidden_dim: int. Width of the Whisper encoder states (384 tiny, 512 base).
+        top_encoder: optional `keras.Model` mapping `[batch, steps,
+            hidden_dim]` to the same shape: the encoder layers that are
+            fine-tuned, with the encoder's final layer norm. `None` when the
+            whole encoder is frozen.
+        pooling: `"attention"` (`SoftAttentionPooling`) or `"mean_std"`
+            (`StatisticsPooling`). Defaults to `"attention"`.
+        attention_units: int. Hidden size of the attention pooling.
+        dropout: float. Dropout before the feature projection.
+        feature_dim: int. Size of `pooled_output`.
+        dtype: string or `keras.DTypePolicy`.
+        **kwargs: other keyword arguments passed to `keras.Model`, e.g. `name`.
+
+    Outputs: a dict with `"sequence_output"` `[batch, steps, hidden_dim]` and
+    `"pooled_output"` `[batch, feature_dim]`.
+    """
+
+    def __init__(
+        self,
+        hidden_dim,
+        top_encoder=None,
+        pooling="attention",
+        attention_units=128,
+        dropout=0.1,
+        feature_dim=512,
+        dtype=None,
+        **kwargs,
+    ):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got '{pooling}'")
+
+        # === Layers ===
+        self.top_encoder = top_encoder
+        if pooling == "attention":
+            self.pooling_layer = SoftAttentionPooling(attention_units, dtype=dtype, name="attention_pooling")
+        else:
+            self.pooling_layer = StatisticsPooling(dtype=dtype, name="statistics_pooling")
+        self.feature_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="feature_dropout")
+        self.feature_dense = keras.layers.Dense(
+            feature_dim, activation="relu", dtype=dtype, name="feature_dense"
+        )
+
+        # === Functional Model ===
+        states = keras.Input(shape=(None, hidden_dim), name="whisper_features")
+        sequence_output = top_encoder(states) if top_encoder is not None else states
+        pooled = self.pooling_layer(sequence_output)
+        pooled_output = self.feature_dense(self.feature_dropout(pooled))
+        super().__init__(
+            inputs=states,
+            outputs={"sequence_output": sequence_output, "pooled_output": pooled_output},
+            dtype=dtype,
+            **kwargs,
+        )
+
+        # === Config ===
+        self.hidden_dim = hidden_dim
+        self.pooling = pooling
+        self.attention_units = attention_units
+        self.dropout = dropout
+        self.feature_dim = feature_dim
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "top_encoder": (
+                    None
+                    if self.top_encoder is None
+                    else keras.saving.serialize_keras_object(self.top_encoder)
+                ),
+                "pooling": self.pooling,
+                "attention_units": self.attention_units,
+                "dropout": self.dropout,
+                "feature_dim": self.feature_dim,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("top_encoder"), dict):
+            config["top_encoder"] = keras.saving.deserialize_keras_object(config["top_encoder"])
+        return cls(**config)
