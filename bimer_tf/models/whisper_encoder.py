@@ -169,8 +169,9 @@ def split_whisper_encoder(
         layers (after the final layer norm too when `trainable_layers == 0`).
         `top`: `[batch, steps, hidden_dim]` -> the remaining layers and the
         final layer norm, or None when `trainable_layers == 0`. Both call the
-        encoder's own layer objects, so `top(bottom(x))` equals `encoder(x)`
-        and training either changes the encoder.
+        encoder's own layer objects, so `top(bottom(x))` equals `encoder(x)`,
+        training either changes the encoder, and `bottom.trainable = False`
+        freezes those layers in `encoder` as well.
     """
     layers = _transformer_layers(encoder)
     if not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= len(layers):
