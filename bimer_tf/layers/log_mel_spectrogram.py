@@ -14,9 +14,15 @@ class LogMelSpectrogram(keras.layers.Layer):
     loudest bin, clipped at `-top_db` and scaled to [0, 1]. Zero padding maps to
     0, so padded frames look like silence.
 
-    With `channels=3` the image is repeated over 3 channels (`channel_mode=
-    "repeat"`) or coloured with the viridis colormap (`"viridis"`, the paper's
-    rendering) for ImageNet backbones.
+    With `chroma=True` a 12-bin chromagram of the same power spectrum is
+    appended after the mel bands (the MM-EMOR mel + chromagram image): a
+    constant `librosa.filters.chroma` filterbank, each frame divided by its
+    largest bin as `librosa.feature.chroma_stft` does (`norm=inf`, tuning 0),
+    so values lie in [0, 1]; frames of exact zeros (padding) stay 0.
+
+    With `channels=3` the image (mel and, if present, chroma bins) is repeated
+    over 3 channels (`channel_mode="repeat"`) or coloured with the viridis
+    colormap (`"viridis"`, the paper's rendering) for ImageNet backbones.
 
     Args:
         sample_rate: int. Sampling rate of the waveforms in Hz.
@@ -28,13 +34,19 @@ class LogMelSpectrogram(keras.layers.Layer):
         top_db: float. Dynamic range kept below the loudest bin.
         channels: int. 1 or 3.
         channel_mode: str. "repeat" or "viridis" (only used when `channels=3`).
+        chroma: bool. Append 12 chroma bins after the mel bands. Defaults to
+            `False`.
 
     Call arguments:
         waveforms: float32 tensor [batch, samples] in [-1, 1].
 
     Returns:
-        float32 tensor [batch, 1 + samples // hop_length, n_mels, channels].
+        float32 tensor [batch, 1 + samples // hop_length, num_bins, channels],
+        where `num_bins` is `n_mels`, plus 12 with `chroma=True`.
     """
+
+    # Chroma bins appended with `chroma=True` (one per pitch class).
+    CHROMA_BINS = 12
 
     def __init__(
         self,
@@ -47,6 +59,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         top_db=80.0,
         channels=1,
         channel_mode="repeat",
+        chroma=False,
         **kwargs,
     ):
         # Features stay float32 under a mixed-precision policy: dB scaling
@@ -62,6 +75,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         self.top_db = top_db
         self.channels = channels
         self.channel_mode = channel_mode
+        self.chroma = chroma
         self.supports_masking = False
 
     def build(self, input_shape):
@@ -77,6 +91,12 @@ class LogMelSpectrogram(keras.layers.Layer):
             htk=True,
         )
         self._mel_matrix = tf.constant(mel.T, dtype=tf.float32)
+        if self.chroma:
+            # [n_fft // 2 + 1, 12]: the filterbank `chroma_stft` uses at tuning 0.
+            chroma = librosa.filters.chroma(
+                sr=self.sample_rate, n_fft=self.n_fft, n_chroma=self.CHROMA_BINS
+            )
+            self._chroma_matrix = tf.constant(chroma.T, dtype=tf.float32)
         if self.channels == 3 and self.channel_mode == "viridis":
             from matplotlib import colormaps
 
@@ -101,6 +121,14 @@ class LogMelSpectrogram(keras.layers.Layer):
         db = 10.0 * tf.math.log(tf.maximum(mel, 1e-10)) / tf.math.log(10.0)
         db = db - tf.reduce_max(db, axis=[1, 2], keepdims=True)
         image = (tf.maximum(db, -self.top_db) + self.top_db) / self.top_db
+        if self.chroma:
+            chroma = tf.tensordot(power, self._chroma_matrix, axes=1)
+            # librosa leaves frames whose largest bin is below float32's
+            # smallest normal number undivided; they are (near) zero.
+            peak = tf.reduce_max(chroma, axis=-1, keepdims=True)
+            tiny = np.finfo(np.float32).tiny
+            chroma = chroma / tf.where(peak < tiny, tf.ones_like(peak), peak)
+            image = tf.concat([image, chroma], axis=-1)
         image = image[..., tf.newaxis]
         if self.channels == 3:
             if self.channel_mode == "viridis":
@@ -110,6 +138,11 @@ class LogMelSpectrogram(keras.layers.Layer):
                 image = tf.tile(image, [1, 1, 1, 3])
         return image
 
+    @property
+    def num_bins(self):
+        """Frequency bins of the output: mel bands, then chroma bins if any."""
+        return self.n_mels + (self.CHROMA_BINS if self.chroma else 0)
+
     def num_frames(self, num_samples):
         """Frames produced for `num_samples` samples (centred STFT)."""
         return 1 + num_samples // self.hop_length
@@ -117,7 +150,7 @@ class LogMelSpectrogram(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         batch, samples = input_shape
         frames = None if samples is None else self.num_frames(samples)
-        return (batch, frames, self.n_mels, self.channels)
+        return (batch, frames, self.num_bins, self.channels)
 
     def get_config(self):
         config = super().get_config()
@@ -132,6 +165,7 @@ class LogMelSpectrogram(keras.layers.Layer):
                 "top_db": self.top_db,
                 "channels": self.channels,
                 "channel_mode": self.channel_mode,
+                "chroma": self.chroma,
             }
         )
         return config

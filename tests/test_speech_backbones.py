@@ -1,0 +1,406 @@
+"""The other speech backbones: ResNet-CNN, ResNet50-CRNN+AT, MobileNet.
+
+Also their parts: `ChannelSpatialAttention`, the chromagram of
+`LogMelSpectrogram(chroma=True)` (checked against librosa) and
+`resolve_imagenet_weights`, which must never reach the network here.
+"""
+
+from __future__ import annotations
+
+import keras
+import librosa
+import numpy as np
+import pytest
+from conftest import synth_tone
+
+from bimer_tf.errors import InputError
+from bimer_tf.layers import ChannelSpatialAttention
+from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
+from bimer_tf.models.imagenet_weights import imagenet_file, resolve_imagenet_weights
+from bimer_tf.models.speech_mobilenet_backbone import SpeechMobileNetBackbone
+from bimer_tf.models.speech_resnet50_crnn_backbone import (
+    CaffeImagePreprocessing,
+    SpeechResNet50CRNNBackbone,
+)
+from bimer_tf.models.speech_resnet_cnn_backbone import SpeechResNetCNNBackbone
+
+SR = 16000
+# ResNet50 and MobileNet need at least 32 x 32 inputs.
+IMAGE_BINS = 32
+TINY_RESNET50 = dict(
+    conv_filters=4,
+    gru_units=4,
+    transformer_heads=2,
+    transformer_intermediate_dim=8,
+    transformer_layers=1,
+    dropout=0.1,
+    feature_dim=6,
+    n_mels=IMAGE_BINS,
+)
+TINY_MOBILENET = dict(alpha=0.25, dropout=0.1, feature_dim=6, n_mels=IMAGE_BINS)
+
+
+def image(batch: int, frames: int, bins: int = IMAGE_BINS, channels: int = 3) -> np.ndarray:
+    return np.random.default_rng(frames).random((batch, frames, bins, channels), dtype="float32")
+
+
+def _save_and_reload(model, tmp_path):
+    path = tmp_path / "model.keras"
+    model.save(path)
+    return keras.saving.load_model(path)
+
+
+def _assert_same_outputs(restored, backbone, x):
+    expected, actual = backbone(x, training=False), restored(x, training=False)
+    assert sorted(actual) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(actual[key], expected[key], atol=1e-5)
+
+
+def _train_one_step(backbone, x):
+    """One `train_on_batch` of a dense softmax head on `pooled_output`."""
+    inputs = keras.Input(backbone.input.shape[1:])
+    features = backbone(inputs)["pooled_output"]
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(features))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    before = [np.array(weight) for weight in backbone.trainable_weights]
+    loss = model.train_on_batch(x, np.arange(len(x)) % 2)
+    assert np.isfinite(loss)
+    changed = [not np.array_equal(old, new) for old, new in zip(before, backbone.trainable_weights)]
+    assert any(changed)
+
+
+@pytest.fixture
+def offline_keras_cache(tmp_path, monkeypatch):
+    """An empty Keras cache, and a `get_file` that fails as without network."""
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    calls = []
+
+    def no_network(fname, origin, **kwargs):
+        calls.append(origin)
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    return home, calls
+
+
+# --- SpeechResNetCNNBackbone ------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_resnet_cnn_outputs_for_variable_frames(channels):
+    backbone = SpeechResNetCNNBackbone(stage_widths=[4, 8], n_mels=16, channels=channels)
+    assert tuple(backbone.input.shape) == (None, None, 16, channels)
+    assert backbone.input.name == "log_mel"
+    assert [block.name for block in backbone.residual_blocks] == ["block0", "block1"]
+    assert [block.strides for block in backbone.residual_blocks] == [2, 2]
+    assert all(block.shortcut_conv is not None for block in backbone.residual_blocks)
+    assert backbone.feature_dim == 8
+    for frames in (24, 37):
+        outputs = backbone(image(3, frames, 16, channels))
+        assert sorted(outputs) == ["pooled_output"]
+        assert tuple(outputs["pooled_output"].shape) == (3, 8)
+
+
+def test_resnet_cnn_paper_defaults():
+    backbone = SpeechResNetCNNBackbone(channels=3)
+    assert backbone.stage_widths == [16, 32, 64, 128, 256, 512]
+    assert tuple(backbone.input.shape) == (None, None, 128, 3)
+    assert tuple(backbone.output["pooled_output"].shape) == (None, 512)
+
+
+def test_resnet_cnn_round_trip_and_training_step(tmp_path):
+    backbone = SpeechResNetCNNBackbone(stage_widths=[4, 8], n_mels=16, name="speech_backbone")
+    restored_from_config = SpeechResNetCNNBackbone.from_config(backbone.get_config())
+    assert restored_from_config.get_config() == backbone.get_config()
+    x = image(4, 20, 16, 1)
+    _train_one_step(backbone, x)  # also moves the batch norm statistics
+    restored = _save_and_reload(backbone, tmp_path)
+    assert isinstance(restored, SpeechResNetCNNBackbone)
+    _assert_same_outputs(restored, backbone, x)
+
+
+@pytest.mark.parametrize("stage_widths", [[], [4, 0]])
+def test_resnet_cnn_rejects_bad_widths(stage_widths):
+    with pytest.raises(ValueError, match="stage_widths"):
+        SpeechResNetCNNBackbone(stage_widths=stage_widths, n_mels=16)
+
+
+# --- ChannelSpatialAttention ------------------------------------------------
+
+
+def test_spatial_attention_weights_and_shape():
+    attention = ChannelSpatialAttention()
+    x = np.random.default_rng(0).random((3, 5, 4, 6), dtype="float32")
+    outputs, weights = attention(x, return_attention_scores=True)
+    assert tuple(outputs.shape) == x.shape
+    assert tuple(weights.shape) == (3, 5, 4)
+    np.testing.assert_allclose(np.sum(weights, axis=(1, 2)), 1.0, rtol=1e-5)
+    # softmax over the h * w positions of the channel mean, times h * w
+    scores = x.mean(axis=-1).reshape(3, -1)
+    expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+    expected = (expected / expected.sum(axis=1, keepdims=True)).reshape(3, 5, 4)
+    np.testing.assert_allclose(weights, expected, rtol=1e-5)
+    np.testing.assert_allclose(outputs, x * 20 * expected[..., None], rtol=1e-5)
+    np.testing.assert_allclose(attention(x), outputs)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 1, 3), (1, 400, 64, 2)])
+def test_spatial_attention_uniform_map_is_identity(shape):
+    # The h * w factor: equal scores leave the input as it is, at any map size.
+    x = np.ones(shape, "float32")
+    np.testing.assert_allclose(ChannelSpatialAttention()(x), x, rtol=1e-5)
+
+
+def test_spatial_attention_symbolic_and_config():
+    inputs = keras.Input((None, 4, 8))
+    outputs, weights = ChannelSpatialAttention()(inputs, return_attention_scores=True)
+    assert tuple(outputs.shape) == (None, None, 4, 8)
+    assert tuple(weights.shape) == (None, None, 4)
+    layer = ChannelSpatialAttention(name="attention")
+    assert ChannelSpatialAttention.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_spatial_attention_mixed_precision():
+    layer = ChannelSpatialAttention(dtype="mixed_float16")
+    x = (10 * np.random.default_rng(0).random((1, 200, 50, 4))).astype("float16")
+    outputs, weights = layer(x, return_attention_scores=True)
+    assert np.asarray(outputs).dtype == np.float16
+    assert np.all(np.isfinite(outputs))
+    np.testing.assert_allclose(np.sum(weights), 1.0, rtol=1e-5)
+
+
+# --- SpeechResNet50CRNNBackbone ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resnet50_backbone():
+    return SpeechResNet50CRNNBackbone(**TINY_RESNET50, name="speech_backbone")
+
+
+def test_resnet50_outputs_for_variable_frames(resnet50_backbone):
+    backbone = resnet50_backbone
+    assert tuple(backbone.input.shape) == (None, None, IMAGE_BINS, 3)
+    assert backbone.image_encoder.name == "resnet50"
+    assert backbone.image_preprocessing is None  # random weights: no ImageNet scaling
+    for frames, steps in [(64, 2), (100, 4)]:  # ResNet50 divides time by 32, rounding up
+        outputs = backbone(image(2, frames))
+        assert tuple(outputs["sequence_output"].shape) == (2, steps, TINY_RESNET50["gru_units"])
+        assert tuple(outputs["pooled_output"].shape) == (2, TINY_RESNET50["feature_dim"])
+
+
+def test_resnet50_keras_file_round_trip(resnet50_backbone, tmp_path, offline_keras_cache):
+    restored = _save_and_reload(resnet50_backbone, tmp_path)
+    assert isinstance(restored, SpeechResNet50CRNNBackbone)
+    assert restored.get_config() == resnet50_backbone.get_config()
+    _assert_same_outputs(restored, resnet50_backbone, image(2, 64))
+    assert offline_keras_cache[1] == []  # loading fetched nothing
+
+
+@pytest.mark.slow
+def test_resnet50_training_step(resnet50_backbone):
+    _train_one_step(resnet50_backbone, image(2, 64))
+
+
+def test_caffe_preprocessing_matches_keras():
+    x = image(2, 5, 4)
+    expected = keras.applications.resnet50.preprocess_input(255.0 * x)
+    np.testing.assert_allclose(CaffeImagePreprocessing()(x), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"channels": 1}, "audio.channels=3"),
+        ({"transformer_heads": 3}, "transformer_heads"),
+        ({"n_mels": 16}, "n_mels"),
+    ],
+)
+def test_resnet50_rejects_bad_arguments(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        SpeechResNet50CRNNBackbone(**{**TINY_RESNET50, **overrides})
+
+
+@pytest.mark.slow
+def test_resnet50_loads_a_local_weights_file(tmp_path, offline_keras_cache):
+    reference = keras.applications.ResNet50(
+        include_top=False, weights=None, input_shape=(None, IMAGE_BINS, 3)
+    )
+    path = tmp_path / "resnet50_notop.weights.h5"
+    reference.save_weights(path)
+    backbone = SpeechResNet50CRNNBackbone(**TINY_RESNET50, weights=str(path))
+    assert backbone.imagenet_preprocessing
+    for expected, actual in zip(reference.weights, backbone.image_encoder.weights):
+        np.testing.assert_array_equal(actual, expected)
+
+
+# --- SpeechMobileNetBackbone ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mobilenet_backbone():
+    return SpeechMobileNetBackbone(**TINY_MOBILENET, name="speech_backbone")
+
+
+def test_mobilenet_shapes_and_round_trip(mobilenet_backbone, tmp_path):
+    backbone = mobilenet_backbone
+    assert tuple(backbone.input.shape) == (None, None, IMAGE_BINS, 3)
+    assert backbone.image_encoder.name == "mobilenet"
+    assert backbone.image_preprocessing is None
+    for frames in (32, 45):
+        outputs = backbone(image(2, frames))
+        assert sorted(outputs) == ["pooled_output"]
+        assert tuple(outputs["pooled_output"].shape) == (2, TINY_MOBILENET["feature_dim"])
+    restored = _save_and_reload(backbone, tmp_path)
+    assert isinstance(restored, SpeechMobileNetBackbone)
+    assert restored.get_config() == backbone.get_config()
+    _assert_same_outputs(restored, backbone, image(2, 40))
+
+
+@pytest.mark.slow
+def test_mobilenet_training_step(mobilenet_backbone):
+    _train_one_step(mobilenet_backbone, image(4, 40))
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".h5"])
+def test_mobilenet_loads_a_local_weights_file(suffix, tmp_path, offline_keras_cache):
+    reference = keras.applications.MobileNet(
+        include_top=False, weights=None, alpha=0.25, input_shape=(None, IMAGE_BINS, 3)
+    )
+    path = tmp_path / f"mobilenet_notop{suffix}"
+    if suffix == ".weights.h5":
+        reference.save_weights(path)
+    else:  # a legacy HDF5 file, the format of keras.applications' downloads
+        reference.save(path)
+    backbone = SpeechMobileNetBackbone(**TINY_MOBILENET, weights=str(path))
+    for expected, actual in zip(reference.weights, backbone.image_encoder.weights):
+        np.testing.assert_array_equal(actual, expected)
+    # Pretrained weights: the [0, 1] image is rescaled to MobileNet's [-1, 1].
+    assert backbone.imagenet_preprocessing
+    x = image(2, 40)
+    np.testing.assert_allclose(
+        backbone.image_preprocessing(x),
+        keras.applications.mobilenet.preprocess_input(255.0 * x),
+        atol=1e-5,
+    )
+    # The saved model carries the weights: reloading needs neither the file
+    # nor the network.
+    assert backbone.get_config()["weights"] is None
+    saved = tmp_path / "backbone.keras"
+    backbone.save(saved)
+    path.unlink()
+    restored = keras.saving.load_model(saved)
+    assert restored.imagenet_preprocessing
+    _assert_same_outputs(restored, backbone, x)
+    assert offline_keras_cache[1] == []
+
+
+@pytest.mark.parametrize(
+    "overrides, message", [({"channels": 1}, "audio.channels=3"), ({"n_mels": 31}, "n_mels")]
+)
+def test_mobilenet_rejects_bad_arguments(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        SpeechMobileNetBackbone(**{**TINY_MOBILENET, **overrides})
+
+
+def test_mobilenet_imagenet_alpha_must_exist(offline_keras_cache):
+    with pytest.raises(InputError, match="model.speech.alpha"):
+        SpeechMobileNetBackbone(**{**TINY_MOBILENET, "alpha": 0.3}, weights="imagenet")
+
+
+# --- resolve_imagenet_weights -----------------------------------------------
+
+
+@pytest.mark.parametrize("weights", [None, "none", "None"])
+def test_resolve_no_weights(weights):
+    assert resolve_imagenet_weights(weights, "resnet50") is None
+
+
+def test_resolve_local_and_missing_files(tmp_path):
+    path = tmp_path / "weights.h5"
+    path.write_bytes(b"")
+    assert resolve_imagenet_weights(str(path), "mobilenet") == str(path)
+    with pytest.raises(InputError, match="model.speech.weights.*no weights file"):
+        resolve_imagenet_weights(str(tmp_path / "missing.h5"), "resnet50")
+
+
+@pytest.mark.parametrize(
+    "application, alpha, folder, file_name",
+    [
+        ("resnet50", 1.0, "resnet", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        ("mobilenet", 1.0, "mobilenet", "mobilenet_1_0_224_tf_no_top.h5"),
+        ("mobilenet", 0.25, "mobilenet", "mobilenet_2_5_224_tf_no_top.h5"),
+    ],
+)
+def test_resolve_imagenet_offline(application, alpha, folder, file_name, offline_keras_cache):
+    home, calls = offline_keras_cache
+    url = f"https://storage.googleapis.com/tensorflow/keras-applications/{folder}/{file_name}"
+    assert imagenet_file(application, alpha)[:2] == (file_name, url)
+    with pytest.raises(InputError) as error:
+        resolve_imagenet_weights("imagenet", application, alpha=alpha)
+    message = str(error.value)
+    assert url in message
+    assert "--set model.speech.weights=" in message
+    assert "no network" in message
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    assert calls == [url]
+    # A file already in the Keras cache is used without any download.
+    cached = home / "models" / file_name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert resolve_imagenet_weights("imagenet", application, alpha=alpha) == str(cached)
+    assert calls == [url]
+
+
+def test_backbones_report_offline_imagenet(offline_keras_cache):
+    for backbone, arguments in [
+        (SpeechResNet50CRNNBackbone, TINY_RESNET50),
+        (SpeechMobileNetBackbone, TINY_MOBILENET),
+    ]:
+        with pytest.raises(InputError, match=r"storage\.googleapis\.com.*model\.speech\.weights"):
+            backbone(**arguments, weights="imagenet")
+
+
+# --- LogMelSpectrogram(chroma=True) -----------------------------------------
+
+
+def _voice_like(seconds, seed=0):
+    noise = np.random.default_rng(seed).standard_normal(int(seconds * SR))
+    return synth_tone(seconds, freq=196.0) + (0.01 * noise).astype(np.float32)
+
+
+def test_chroma_matches_librosa():
+    waveform = _voice_like(1.0)
+    waveform[12000:] = 0.0  # a zero-padded tail
+    layer = LogMelSpectrogram(sample_rate=SR, n_fft=1024, hop_length=512, n_mels=128, chroma=True)
+    image_ = layer(waveform[np.newaxis]).numpy()
+    assert layer.num_bins == 140
+    assert image_.shape == (1, 1 + SR // 512, 140, 1)
+    assert layer.compute_output_shape((1, SR)) == image_.shape
+    # The same power spectrogram librosa's pipeline makes (centred, reflect-padded).
+    power = np.abs(
+        librosa.stft(waveform, n_fft=1024, hop_length=512, window="hann", center=True, pad_mode="reflect")
+    ) ** 2
+    expected = librosa.feature.chroma_stft(S=power, sr=SR, n_fft=1024, tuning=0.0).T
+    chroma = image_[0, :, 128:, 0]
+    difference = np.abs(chroma - expected).max()
+    assert difference < 1e-5, difference
+    assert chroma.min() >= 0.0 and chroma.max() == 1.0
+    assert np.all(chroma[-3:] == 0.0)  # silence stays 0
+    # The mel bands are what they are without chroma.
+    plain = LogMelSpectrogram(sample_rate=SR, n_fft=1024, hop_length=512, n_mels=128)
+    np.testing.assert_array_equal(image_[..., :128, :], plain(waveform[np.newaxis]).numpy())
+
+
+def test_chroma_three_channels_and_config(tmp_path):
+    layer = LogMelSpectrogram(n_mels=32, chroma=True, channels=3, channel_mode="viridis", name="log_mel")
+    waveform = _voice_like(1.0)[np.newaxis]  # 32 frames: MobileNet's minimum
+    image_ = layer(waveform).numpy()
+    assert image_.shape == (1, 1 + len(waveform[0]) // 512, 44, 3)
+    restored = LogMelSpectrogram.from_config(layer.get_config())
+    assert restored.chroma and restored.get_config() == layer.get_config()
+    np.testing.assert_array_equal(restored(waveform).numpy(), image_)
+    # The MM-EMOR pairing: the image goes straight into the MobileNet backbone.
+    backbone = SpeechMobileNetBackbone(alpha=0.25, feature_dim=4, n_mels=layer.num_bins)
+    assert tuple(backbone(image_)["pooled_output"].shape) == (1, 4)
