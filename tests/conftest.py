@@ -47,6 +47,32 @@ def tiny_bert_preset(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_roberta_preset(tmp_path_factory) -> str:
+    """A keras-hub preset folder holding a 1-layer, hidden-8 RoBERTa and a
+    character-level byte-pair tokenizer (no RoBERTa weights exist offline)."""
+    import keras_hub
+
+    folder = tmp_path_factory.mktemp("tiny_roberta")
+    vocabulary = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    merges = ["Ġ t", "h e", "Ġ a", "i s"]
+    for token in list("Ġabcdefghijklmnopqrstuvwxyz.,!?'") + [m.replace(" ", "") for m in merges]:
+        vocabulary.setdefault(token, len(vocabulary))
+    vocabulary["<mask>"] = len(vocabulary)
+    tokenizer = keras_hub.models.RobertaTokenizer(vocabulary=vocabulary, merges=merges)
+    backbone = keras_hub.models.RobertaBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=64,
+    )
+    backbone.save_to_preset(str(folder))
+    tokenizer.save_to_preset(str(folder))
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
 def corpora_root() -> Path:
     """The real corpora beside the repository; tests using them skip when absent."""
     if not SHARED_CORPORA.is_dir():

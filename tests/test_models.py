@@ -226,7 +226,7 @@ def test_frozen_text_backbone_stays_fixed(tiny_bert_preset):
 
 @pytest.mark.parametrize(
     "section, key, valid",
-    [("model", "type", "bimer"), ("model.speech", "type", "crnn")],
+    [("model", "type", "bimer"), ("model.speech", "type", "resnet_crnn_at")],
 )
 def test_unknown_model_types_are_input_errors(config, section, key, valid):
     bad = tiny_config(config.text.preset)
