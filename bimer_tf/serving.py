@@ -136,6 +136,9 @@ def export_run(run_dir: str | Path, output: str | Path, version: int | None = No
     model = keras.saving.load_model(checkpoint, compile=False)
     archive, serve = build_export_archive(model, config)
     archive.write_out(str(target), verbose=False)
+    from bimer_tf.serving_warmup import write_warmup_requests
+
+    write_warmup_requests(target, config.audio.sample_rate)  # TF Serving replays them on load
     metadata = target / METADATA_FILE
     metadata.parent.mkdir(parents=True, exist_ok=True)
     inputs = signature_inputs(config)
