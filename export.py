@@ -10,10 +10,10 @@ the Keras model within 1e-4. Serve it with
 """
 
 import argparse
-import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bimer_tf.quiet import quiet_startup
+
+quiet_startup()  # before anything imports TensorFlow
 
 from bimer_tf.cli import run_main  # noqa: E402
 
