@@ -8,6 +8,8 @@
 Writes runs/<name>/: config.yaml, data_report.json, checkpoints/best.keras
 (selected on validation UA), tensorboard/ (watch with
 `tensorboard --logdir runs`), eval.json and confusion.png for the held-out split.
+An interrupted run continues from its last finished epoch with the same
+command plus `--resume`.
 """
 
 import argparse
@@ -37,13 +39,19 @@ def main(argv=None):
     )
     add_config_arguments(parser)
     parser.add_argument("--output", metavar="DIR", help="run directory (default: runs/<config name>)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in the run directory from its last finished epoch "
+        "(same --model/--config/--set); without it an earlier run there is replaced",
+    )
     args = parser.parse_args(argv)
 
     model = args.model or (None if args.config else DEFAULT_MODEL)
     config = load_config(args.config, args.overrides, model=model)
     from bimer_tf.training import train  # TensorFlow loads only after the arguments are valid
 
-    train(config, args.output or os.path.join("runs", config.name))
+    train(config, args.output or os.path.join("runs", config.name), resume=args.resume)
 
 
 if __name__ == "__main__":

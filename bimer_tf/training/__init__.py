@@ -1,27 +1,40 @@
 """Training: resolve data, build the model under a tf.distribute strategy, fit,
 select the best epoch on validation UA, evaluate on the held-out split.
 
-    strategy.py   tf.distribute strategy, chief election, multi-worker patches
+    strategy.py   tf.distribute strategy, chief election, Keras multi-replica patches
     metrics.py    UnweightedAccuracy (UA from a streaming confusion matrix)
-    callbacks.py  TensorBoard callbacks (confusion image, ...)
+    callbacks.py  TensorBoard summaries (confusion image, per-class recall, HParams)
+    resume.py     best-epoch checkpoint and backup that survive an interruption
+    run_dir.py    the run directory's layout and saved state (no TensorFlow)
     data.py       RunData: the manifest rows of each split of a fold
-    run.py        the run directory and `train`
+    run.py        `train`
+
+The names below load their module (and TensorFlow) on first use, so tools
+that only read run directories stay light.
+
+`python -m bimer_tf.training CONFIG.yaml OUTPUT [--resume]` trains from a
+resolved config file (a run directory's config.yaml), as the cross-validation
+runner does for each fold.
 """
 
-from bimer_tf.training.data import RunData, resolve_data
-from bimer_tf.training.metrics import UnweightedAccuracy
-from bimer_tf.training.run import BEST_CHECKPOINT, make_optimizer, prepare_run_dir, train
-from bimer_tf.training.strategy import is_chief, make_strategy, patch_keras_multi_worker
+import importlib
 
-__all__ = [
-    "BEST_CHECKPOINT",
-    "RunData",
-    "UnweightedAccuracy",
-    "is_chief",
-    "make_optimizer",
-    "make_strategy",
-    "patch_keras_multi_worker",
-    "prepare_run_dir",
-    "resolve_data",
-    "train",
-]
+_EXPORTS = {
+    "BEST_CHECKPOINT": "run_dir",
+    "prepare_run_dir": "run_dir",
+    "RunData": "data",
+    "resolve_data": "data",
+    "UnweightedAccuracy": "metrics",
+    "make_optimizer": "run",
+    "train": "run",
+    "is_chief": "strategy",
+    "make_strategy": "strategy",
+    "patch_keras_distributed": "strategy",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'bimer_tf.training' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"bimer_tf.training.{_EXPORTS[name]}"), name)

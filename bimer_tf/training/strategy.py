@@ -47,23 +47,28 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
 
 
-def patch_keras_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
-    """Works around two Keras 3 `fit` failures with more than one worker, on `model` only.
+def patch_keras_distributed(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    """Works around two Keras 3 `fit` failures with more than one replica, on `model` only.
 
     1. Before the first step, Keras builds the metrics from one input batch that
-       it gets by MEAN-reducing a distributed batch across replicas.
-       `Strategy.reduce` takes one tensor, so dict features fail with "Attempt to
-       convert a value ({'log_mel': PerReplica...}) ... to a Tensor"
-       (keras-team/keras#20329). The build needs shapes only: it now gets this
-       worker's first local replica batch, with no cross-worker communication.
-    2. Each step's logs are averaged with `strategy.reduce("MEAN", log, axis=0)`,
-       which fails on scalars with "Invalid reduction dimension 0 for input with
-       0 dimensions" (tensorflow/tensorflow#72388). The steps now return their
-       logs with a leading axis of one, the axis that reduction averages over.
+       it gets by MEAN-reducing a distributed batch across replicas. That fails
+       on our inputs: across workers `Strategy.reduce` takes one tensor, so dict
+       features fail with "Attempt to convert a value ({'log_mel':
+       PerReplica...}) ... to a Tensor" (keras-team/keras#20329); on one machine
+       with several devices (MirroredStrategy) the sum behind the mean fails on
+       the tokenizer's boolean `padding_mask` ("Value for attr 'T' of bool is
+       not in the list of allowed values ... AddN"). The build needs shapes
+       only: it now gets this worker's first local replica batch, with no
+       cross-replica communication.
+    2. Across workers only, each step's logs are averaged with
+       `strategy.reduce("MEAN", log, axis=0)`, which fails on scalars with
+       "Invalid reduction dimension 0 for input with 0 dimensions"
+       (tensorflow/tensorflow#72388). The steps now return their logs with a
+       leading axis of one, the axis that reduction averages over.
 
-    A one-worker cluster takes Keras' single-machine path and is left alone.
+    One replica takes Keras' plain path and is left alone.
     """
-    if strategy.num_replicas_in_sync == len(strategy.extended.worker_devices):
+    if strategy.num_replicas_in_sync == 1:
         return
     symbolic_build = model._maybe_symbolic_build
 
@@ -76,9 +81,12 @@ def patch_keras_multi_worker(model: keras.Model, strategy: tf.distribute.Strateg
                 break
         symbolic_build(data_batch=data_batch)
 
+    model._maybe_symbolic_build = build_from_local_replica
+    if strategy.num_replicas_in_sync == len(strategy.extended.worker_devices):
+        return  # one machine: Keras' single-machine log reduction works
+
     def with_leading_axis(step):
         return lambda data: tf.nest.map_structure(lambda log: tf.expand_dims(log, 0), step(data))
 
-    model._maybe_symbolic_build = build_from_local_replica
     model.train_step = with_leading_axis(model.train_step)
     model.test_step = with_leading_axis(model.test_step)
