@@ -246,6 +246,34 @@ def test_split_manifest_adds_copies_of_training_rows_only(tmp_path):
     assert sum(len(f.train) for f in folds) > sum(len(f.train) for f in speaker_folds(originals))
 
 
+def test_aug_manifest_may_hold_the_originals_it_balanced(tmp_path):
+    """augment_text writes originals + copies; only the copies are new rows."""
+    from bimer_tf.config import ExperimentConfig
+    from bimer_tf.training.data import resolve_data
+
+    originals = _actor_rows()
+    write_manifest(originals, tmp_path / "manifest.jsonl")
+    write_manifest(originals[:10] + _copies(originals[:10]), tmp_path / "balanced.jsonl")
+    splits, folds, _ = split_manifest(
+        tmp_path / "manifest.jsonl", "speaker-folds", tmp_path / "splits",
+        aug_manifest=tmp_path / "balanced.jsonl",
+    )
+    fold = next(f for f in folds if any("-speed" in i for i in f.train))
+    # Training reads the copies from the fold's own manifest beside splits.json.
+    config = ExperimentConfig()
+    config.data.manifest = str(tmp_path / "manifest.jsonl")
+    config.data.splits = str(splits)
+    config.data.fold = fold.name
+    train = resolve_data(config).splits["train"]
+    assert [row["id"] for row in train] == fold.train
+    assert any(row["augmentation"] is not None for row in train)
+    stranger = make_row("stranger", "sad", text="t", speaker="x", corpus="test")
+    write_manifest([stranger], tmp_path / "stranger.jsonl")
+    with pytest.raises(InputError, match="neither augmented copies nor rows of"):
+        split_manifest(tmp_path / "manifest.jsonl", "speaker-folds", tmp_path / "s2",
+                       aug_manifest=tmp_path / "stranger.jsonl")
+
+
 # === official ===
 
 

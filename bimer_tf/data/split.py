@@ -456,15 +456,20 @@ def split_manifest(
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol '{protocol}'; choose one of {', '.join(PROTOCOLS)}")
     rows = read_manifest(manifest)
+    known = {row["id"] for row in rows}
     if aug_manifest is not None:
         augmented = read_manifest(aug_manifest)
-        originals = [row["id"] for row in augmented if row["augmentation"] is None]
+        # augment_text writes a whole balanced set: its originals are rows of
+        # `manifest` already, and only its copies are new.
+        originals = [row["id"] for row in augmented if row["augmentation"] is None and row["id"] not in known]
         if originals:
             raise InputError(
-                f"--aug-manifest {aug_manifest}: rows {_some(originals, 5)} are not augmented "
-                "copies; pass the manifest.jsonl written by `python -m bimer_tf.data.augment`"
+                f"--aug-manifest {aug_manifest}: rows {_some(originals, 5)} are neither augmented "
+                f"copies nor rows of {manifest}; pass the manifest.jsonl written by "
+                "`python -m bimer_tf.data.augment` or `python -m bimer_tf.data.augment_text`"
             )
-        clashes = {row["id"] for row in rows} & {row["id"] for row in augmented}
+        augmented = [row for row in augmented if row["augmentation"] is not None]
+        clashes = known & {row["id"] for row in augmented}
         if clashes:
             raise InputError(
                 f"--aug-manifest {aug_manifest}: ids also in {manifest}: "

@@ -37,6 +37,12 @@ def resolve_data(config: ExperimentConfig) -> RunData:
     by_id = {row["id"]: row for row in read_manifest(manifest)}
     splits = {}
     for split in ("train", "val", "test"):
+        # Augmented copies added by `split --aug-manifest` live in the fold's
+        # own manifest beside splits.json, not in the corpus manifest.
+        fold_manifest = splits_file.parent / fold.name / f"{split}.jsonl"
+        if any(i not in by_id for i in getattr(fold, split)) and fold_manifest.is_file():
+            for row in read_manifest(fold_manifest):
+                by_id.setdefault(row["id"], row)
         missing = [i for i in getattr(fold, split) if i not in by_id]
         if missing:
             raise InputError(
