@@ -2,26 +2,37 @@
 
     python -m bimer_tf.predict --model export/bimer/1 --audio X.wav --text "..."
 
-Prints JSON: {"label": ..., "probabilities": {label: p, ...}}. The audio is
-checked before it reaches the graph, so a bad file gets a message naming the
-problem and the fix (exit code 2) instead of an op error.
+Prints JSON: {"label": ..., "probabilities": {label: p, ...}}. The model's
+signature says which inputs it takes: `--audio` and `--text` for bimodal
+models, `--audio` alone for speech-only models, `--text` alone for text-only
+models. The audio is checked before it reaches the graph, so a bad file gets a
+message naming the problem and the fix (exit code 2) instead of an op error.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-from pathlib import Path
+from bimer_tf.quiet import quiet_startup
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_startup()
 
-from bimer_tf.cli import run_main
-from bimer_tf.errors import InputError
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from bimer_tf.cli import run_main  # noqa: E402
+from bimer_tf.errors import InputError  # noqa: E402
+
+AUDIO_INPUT, TEXT_INPUT = "audio_wav", "text"
+MISSING = {
+    AUDIO_INPUT: "no audio: pass --audio FILE.wav",
+    TEXT_INPUT: 'no transcript: pass --text "..." or --text-file FILE',
+}
 
 
-def read_text(text: str | None, text_file: str | None) -> str:
-    """The transcript from --text or --text-file, as checked UTF-8."""
+def read_text(text: str | None, text_file: str | None) -> str | None:
+    """The transcript from --text or --text-file as checked UTF-8; None when neither is given."""
     if text_file is not None:
         path = Path(text_file)
         if not path.is_file():
@@ -34,7 +45,7 @@ def read_text(text: str | None, text_file: str | None) -> str:
                 "re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
             ) from None
     if text is None:
-        raise InputError("no transcript: pass --text \"...\" or --text-file FILE")
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -46,29 +57,85 @@ def read_text(text: str | None, text_file: str | None) -> str:
     return text
 
 
-def predict(model_dir: str | Path, audio: str | Path, text: str) -> dict:
-    """Checks the inputs, then runs the exported model on them."""
+def op_error_message(error) -> str:
+    """The reason a TensorFlow op error gives, in one line, without graph decorations.
+
+    A loaded SavedModel reports `Graph execution error:`, the node and its
+    definition site, then the reason; a failed `tf.debugging` assertion wraps
+    its message as `assertion failed: [message] [Condition ...]`. The serving
+    graph's checks put the reason in that message (e.g. `audio_wav: expected
+    16000 Hz 16-bit PCM WAV; resample ...`), so that is what is kept.
+    """
+    text = str(getattr(error, "message", error))
+    reason = ""
+    for line in text.splitlines():
+        if (
+            not line.strip()
+            or line[0].isspace()  # stack frames of the node's definition site
+            or line.startswith(("Graph execution error", "Detected at node", "<stack traces", "Node: "))
+        ):
+            continue
+        reason = line
+        break
+    reason = re.sub(r"\{\{[^}]*\}\}", "", reason)  # {{function_node ...}}, {{node ...}}
+    reason = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", reason).strip()
+    asserted = re.match(r"assertion failed: \[(.*?)\](?: \[|$)", reason)
+    if asserted:
+        reason = asserted.group(1)
+    return reason or type(error).__name__
+
+
+def model_inputs(serve) -> tuple[str, ...]:
+    """The input names of a serving signature, e.g. ('audio_wav', 'text')."""
+    return tuple(sorted(serve.structured_input_signature[1]))
+
+
+def predict(model_dir: str | Path, audio: str | Path | None = None, text: str | None = None) -> dict:
+    """Checks the inputs, then runs the exported model on the ones it takes.
+
+    Raises InputError when the model needs an input that was not given, or
+    when the graph rejects an input (the op's own reason, first line only).
+    A given input the model does not take is left out with a note on stderr.
+    """
     from bimer_tf.data.wav import check_wav
 
     audio_config = _audio_config(model_dir)
-    # Checked before TensorFlow loads: bad input fails fast with a clear message.
-    info = check_wav(audio, audio_config["sample_rate"], audio_config["silence_floor_dbfs"])
+    info = None
+    if audio is not None:
+        # Checked before TensorFlow loads: bad input fails fast with a clear message.
+        info = check_wav(audio, audio_config["sample_rate"], audio_config["silence_floor_dbfs"])
 
     import tensorflow as tf
 
     from bimer_tf.serving import load_saved_model
 
     serve, labels = load_saved_model(model_dir)
-    result = serve(
-        audio_wav=tf.constant([Path(audio).read_bytes()]), text=tf.constant([text.encode("utf-8")])
-    )
+    takes = model_inputs(serve)
+    given = {AUDIO_INPUT: audio, TEXT_INPUT: text}
+    missing = [name for name in takes if given.get(name) is None]
+    if missing:
+        reasons = "; ".join(MISSING.get(name, f"no '{name}' input") for name in missing)
+        raise InputError(f"{reasons} (the model {model_dir} takes {' and '.join(takes)})")
+    for name, value in given.items():
+        if value is not None and name not in takes:
+            option = "--audio" if name == AUDIO_INPUT else "--text"
+            print(f"note: {model_dir} takes only {', '.join(takes)}; {option} is not used", file=sys.stderr)
+    feeds = {}
+    if AUDIO_INPUT in takes:
+        feeds[AUDIO_INPUT] = tf.constant([Path(audio).read_bytes()])
+    if TEXT_INPUT in takes:
+        feeds[TEXT_INPUT] = tf.constant([text.encode("utf-8")])
+    try:
+        result = serve(**feeds)
+    except tf.errors.OpError as error:
+        raise InputError(f"the model rejected the input: {op_error_message(error)}") from None
     probabilities = result["probabilities"].numpy()[0]
     labels = labels or [str(i) for i in range(len(probabilities))]
     output = {
         "label": result["label"].numpy()[0].decode("utf-8"),
         "probabilities": {label: round(float(p), 6) for label, p in zip(labels, probabilities)},
     }
-    if info.duration_s > audio_config["max_duration_s"]:
+    if info is not None and AUDIO_INPUT in takes and info.duration_s > audio_config["max_duration_s"]:
         output["note"] = (
             f"audio is {info.duration_s:.1f} s; the model used its first "
             f"{audio_config['max_duration_s']:g} s after trimming silence"
@@ -89,7 +156,8 @@ def _audio_config(model_dir) -> dict:
     metadata = model_dir / METADATA_FILE
     defaults = vars(AudioConfig())
     if metadata.is_file():
-        return {**defaults, **json.loads(metadata.read_text(encoding="utf-8"))["config"]["audio"]}
+        config = json.loads(metadata.read_text(encoding="utf-8")).get("config", {})
+        return {**defaults, **(config.get("audio") or {})}
     return defaults
 
 
@@ -98,11 +166,15 @@ def main(argv=None):
         prog="python -m bimer_tf.predict", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--model", required=True, help="SavedModel version folder, e.g. export/bimer/1")
-    parser.add_argument("--audio", required=True, help="16 kHz 16-bit PCM WAV file")
+    parser.add_argument(
+        "--audio", help="16 kHz 16-bit PCM WAV file (needed by speech and bimodal models)"
+    )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--text", help="the transcript")
+    group.add_argument("--text", help="the transcript (needed by text and bimodal models)")
     group.add_argument("--text-file", help="a UTF-8 file holding the transcript")
     args = parser.parse_args(argv)
+    if args.audio is None and args.text is None and args.text_file is None:
+        parser.error("give the model's inputs: --audio FILE.wav and/or --text \"...\"")
     text = read_text(args.text, args.text_file)
     print(json.dumps(predict(args.model, args.audio, text), ensure_ascii=False))
     return 0

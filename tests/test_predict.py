@@ -1,6 +1,8 @@
 """`python -m bimer_tf.predict`: a good request, and every kind of bad input."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -11,11 +13,21 @@ import soundfile
 from conftest import REPO_ROOT, TINY_LABELS, TINY_TEXTS, synth_tone
 
 
+# What TensorFlow's shared libraries print while they load, before any
+# setting can reach their logging (see bimer_tf/quiet.py); not ours to test.
+STARTUP_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} )")
+
+
 def predict_cli(*args):
-    return subprocess.run(
+    # As a user runs it: the CLI chooses the log level (conftest sets one for this process).
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
         [sys.executable, "-m", "bimer_tf.predict", *map(str, args)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
     )
+    lines = done.stderr.splitlines(keepends=True)
+    done.stderr = "".join(line for line in lines if not STARTUP_LINE.match(line))
+    return done
 
 
 @pytest.fixture
@@ -61,6 +73,10 @@ def _bad_audio(tmp_path, kind):
         soundfile.write(path, synth_tone(0.5, sample_rate=44100), 44100, subtype="PCM_16")
     elif kind == "missing":
         pass
+    elif kind in ("header-only", "truncated"):
+        soundfile.write(path, tone, 16000, subtype="PCM_16")
+        data = path.read_bytes()
+        path.write_bytes(data[:44] if kind == "header-only" else data[: len(data) // 2])
     return path
 
 
@@ -77,6 +93,8 @@ def _bad_audio(tmp_path, kind):
         ("nan", "FLOAT WAV"),
         ("44k", "sampled at 44100 Hz, expected 16000 Hz"),
         ("missing", "audio file not found"),
+        ("header-only", "is cut short: its WAV header promises 16000 bytes of audio but the file holds 0"),
+        ("truncated", "is cut short"),
     ],
 )
 def test_bad_audio_exits_2_with_the_reason(tiny_export, tmp_path, kind, message):
@@ -86,13 +104,17 @@ def test_bad_audio_exits_2_with_the_reason(tiny_export, tmp_path, kind, message)
     assert message in done.stderr
     assert "python -m bimer_tf.data.wav" in done.stderr or kind in ("missing", "empty-file", "zero-length", "silent")
     assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_bad_text_exits_2(tiny_export, good_wav, tmp_path):
     done = predict_cli("--model", tiny_export, "--audio", good_wav, "--text", "   ")
     assert done.returncode == 2 and "transcript is empty" in done.stderr
     done = predict_cli("--model", tiny_export, "--audio", good_wav)
-    assert done.returncode == 2 and "no transcript" in done.stderr
+    assert done.returncode == 2 and 'no transcript: pass --text "..." or --text-file FILE' in done.stderr
+    assert "takes audio_wav and text" in done.stderr
+    done = predict_cli("--model", tiny_export, "--text", "hello")
+    assert done.returncode == 2 and "no audio: pass --audio FILE.wav" in done.stderr
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("très fâché".encode("latin-1"))
     done = predict_cli("--model", tiny_export, "--audio", good_wav, "--text-file", latin1)
@@ -110,3 +132,104 @@ def test_text_file_in_utf8_works(tiny_export, good_wav, tmp_path):
 def test_wrong_model_folder_exits_2(tmp_path, good_wav):
     done = predict_cli("--model", tmp_path, "--audio", good_wav, "--text", "hi")
     assert done.returncode == 2 and "not a SavedModel version folder" in done.stderr
+
+
+# --- Models of one modality, and errors raised inside the graph -------------
+
+LABELS = ["neutral", "angry", "sad", "happy"]
+
+
+def _one_modality_export(folder, input_name):
+    """A SavedModel with the export contract's outputs and one input.
+
+    Its graph refuses the input b"boom" with an assertion, as the real serving
+    graph refuses bad audio; scores depend on the input's length.
+    """
+    import tensorflow as tf
+
+    labels = tf.constant(LABELS)
+
+    class OneInput(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=input_name)])
+        def serve(self, values):
+            check = tf.debugging.Assert(
+                tf.reduce_all(tf.not_equal(values, "boom")), [f"{input_name}: the input boom is refused"]
+            )
+            with tf.control_dependencies([check]):
+                length = tf.cast(tf.strings.length(values), tf.float32)
+            logits = tf.stack([length * k for k in (0.0, 0.01, 0.02, 0.03)], axis=1)
+            probabilities = tf.nn.softmax(logits)
+            label_id = tf.argmax(probabilities, axis=-1)
+            return {"probabilities": probabilities, "label": tf.gather(labels, label_id), "label_id": label_id}
+
+    module = OneInput()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    (folder / "assets.extra").mkdir()
+    (folder / "assets.extra" / "bimer_tf.json").write_text(json.dumps({"labels": LABELS, "config": {}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def text_only_export(tmp_path_factory):
+    return _one_modality_export(tmp_path_factory.mktemp("ter") / "1", "text")
+
+
+@pytest.fixture(scope="module")
+def speech_only_export(tmp_path_factory):
+    return _one_modality_export(tmp_path_factory.mktemp("ser") / "1", "audio_wav")
+
+
+def test_text_only_model_needs_no_audio(text_only_export, good_wav):
+    done = predict_cli("--model", text_only_export, "--text", "what a great day")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert list(result["probabilities"]) == LABELS and result["label"] == "happy"
+    assert "note" not in done.stderr
+    # audio it does not take: used for nothing, said so in one line
+    done = predict_cli("--model", text_only_export, "--text", "what a great day", "--audio", good_wav)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == f"note: {text_only_export} takes only text; --audio is not used"
+    done = predict_cli("--model", text_only_export, "--audio", good_wav)
+    assert done.returncode == 2 and "no transcript" in done.stderr and "takes text)" in done.stderr
+
+
+def test_speech_only_model_needs_no_text(speech_only_export, good_wav):
+    done = predict_cli("--model", speech_only_export, "--audio", good_wav)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["label"] in LABELS
+    done = predict_cli("--model", speech_only_export, "--audio", good_wav, "--text", "hello")
+    assert done.returncode == 0 and "--text is not used" in done.stderr
+    done = predict_cli("--model", speech_only_export, "--text", "hello")
+    assert done.returncode == 2 and "no audio: pass --audio FILE.wav" in done.stderr
+
+
+def test_no_input_at_all_is_a_usage_error(text_only_export):
+    done = predict_cli("--model", text_only_export)
+    assert done.returncode == 2 and "--audio FILE.wav and/or --text" in done.stderr
+
+
+def test_an_op_error_in_the_graph_is_one_clear_line(text_only_export):
+    done = predict_cli("--model", text_only_export, "--text", "boom")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: the model rejected the input: ")
+    assert done.stderr.strip().endswith("rejected the input: text: the input boom is refused")
+    assert "Traceback" not in done.stderr and "{{" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_op_error_message_keeps_the_reason_only():
+    import tensorflow as tf
+
+    from bimer_tf.predict import op_error_message
+
+    loaded = (  # as a loaded SavedModel reports a failed tf.debugging check
+        "Graph execution error:\n\nDetected at node assert_equal/Assert defined at (most recent call last):\n"
+        '  File "serve.py", line 3, in serve\n<stack traces unavailable>\n'
+        "assertion failed: [audio_wav: expected 16000 Hz; resample it] [Condition x == y did not hold] "
+        "[x (DecodeWav:1) = ] [44100]\n\t [[{{node assert_equal/Assert}}]] [Op:__inference_serve_2]"
+    )
+    error = tf.errors.InvalidArgumentError(None, None, loaded)
+    assert op_error_message(error) == "audio_wav: expected 16000 Hz; resample it"
+    eager = "{{function_node __wrapped__DecodeWav}} Data too short when trying to read string [Op:DecodeWav]"
+    error = tf.errors.InvalidArgumentError(None, None, eager)
+    assert op_error_message(error) == "Data too short when trying to read string"

@@ -2,9 +2,11 @@
 
 The model's front end decodes audio in-graph with `tf.audio.decode_wav`, which
 reads only 16-bit PCM RIFF WAV. These checks run before audio reaches the
-graph (CLIs, manifest validation) so that bad audio gets a message that names
-the file and the remedy instead of an op error. `convert_audio` turns any
-format that libsndfile or librosa reads into the accepted form.
+graph (CLIs, manifest validation, the web application) so that bad audio gets
+a message that names the file and the remedy instead of an op error.
+`load_audio` decodes any format that libsndfile reads, and everything else
+(WebM, M4A, ...) with the ffmpeg binary that imageio-ffmpeg ships;
+`convert_audio` and `encode_pcm16` turn the result into the accepted form.
 
     python -m bimer_tf.data.wav IN.(wav|flac|mp3|...) OUT.wav [--sample-rate 16000]
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import warnings
+import struct
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,7 @@ import soundfile
 from bimer_tf.errors import InputError
 
 CONVERT_HINT = "convert it with `python -m bimer_tf.data.wav IN OUT.wav`"
+FFMPEG_TIMEOUT_S = 120
 
 
 @dataclass
@@ -68,6 +73,7 @@ def check_wav(
         raise InputError(f"{name} is not a readable audio file; {CONVERT_HINT}") from None
     if info.format != "WAV":
         raise InputError(f"{name} is {info.format}, not WAV; {CONVERT_HINT}")
+    check_wav_complete(source)
     if info.subtype != "PCM_16":
         raise InputError(
             f"{name} is {info.subtype} WAV, but the model reads 16-bit PCM; {CONVERT_HINT}"
@@ -93,28 +99,59 @@ def check_wav(
     return WavInfo(info.samplerate, info.channels, info.frames, peak_dbfs)
 
 
-def load_audio(source: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decodes any format libsndfile/librosa read into mono float32 at `sample_rate`."""
-    name = _describe(source)
-    try:
-        samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
-        samples = samples.mean(axis=1)
-    except (soundfile.LibsndfileError, RuntimeError):
-        import librosa
+def check_wav_complete(source: str | Path | bytes) -> None:
+    """Raises InputError when a RIFF WAV's chunks promise more bytes than it holds.
 
-        try:  # mp3/mp4 and friends through audioread/ffmpeg
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # backend fallbacks warn before failing
-                samples, rate = librosa.load(source, sr=None, mono=True)
-        except Exception:  # librosa raises many backend-specific types
-            raise InputError(
-                f"cannot decode {name}: not an audio format libsndfile or ffmpeg reads; "
-                "check the file or export it as WAV"
-            ) from None
+    libsndfile quietly reads what is there, but `tf.audio.decode_wav` fails on
+    such a file (a header with no data, a copy or upload cut short), so it
+    is caught here. Non-RIFF input is left to the other checks.
+    """
+    name = _describe(source)
+    handle = open(source, "rb") if isinstance(source, (str, Path)) else io.BytesIO(source)
+    with handle:
+        size = handle.seek(0, io.SEEK_END)
+        handle.seek(0)
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+            available = size - offset - 8
+            if chunk_size > available:
+                what = "audio" if chunk_id == b"data" else f"its '{chunk_id.decode('latin-1')}' chunk"
+                raise InputError(
+                    f"{name} is cut short: its WAV header promises {chunk_size} bytes of {what} "
+                    f"but the file holds {available}; the recording, copy or upload was "
+                    "interrupted: record or copy it again (or keep the part that is there "
+                    "with `python -m bimer_tf.data.wav IN OUT.wav`)"
+                )
+            if chunk_id == b"data":
+                return
+            offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+
+
+def load_audio(source: str | Path | bytes, sample_rate: int = 16000) -> np.ndarray:
+    """Decodes audio into mono float32 at `sample_rate`.
+
+    libsndfile first (WAV of any subtype, FLAC, OGG, MP3, ...), then the
+    ffmpeg binary of imageio-ffmpeg (WebM, M4A/MP4, ...). `source` is a path
+    or the file's bytes.
+    """
+    name = _describe(source)
+    handle = source if isinstance(source, (str, Path)) else io.BytesIO(source)
+    try:
+        samples, rate = soundfile.read(handle, dtype="float32", always_2d=True)
+        samples = samples.mean(axis=1)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError):
+        samples, rate = _ffmpeg_decode(source, name, sample_rate), sample_rate
     if samples.size == 0:
-        raise InputError(f"{name} has no samples")
+        raise InputError(f"{name} has no samples; record or export the audio again")
     if not np.all(np.isfinite(samples)):
-        raise InputError(f"{name} contains NaN or infinite samples; the recording is corrupt")
+        raise InputError(
+            f"{name} contains NaN or infinite samples; the recording is corrupt: record or export it again"
+        )
     if rate != sample_rate:
         import soxr  # librosa's resampler (res_type="soxr_hq"), without librosa's import cost
 
@@ -122,17 +159,60 @@ def load_audio(source: str | Path, sample_rate: int = 16000) -> np.ndarray:
     return samples.astype(np.float32)
 
 
+def _ffmpeg_decode(source: str | Path | bytes, name: str, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples at `sample_rate`, decoded and resampled (soxr) by ffmpeg.
+
+    Bytes go through a file in a private temporary folder (mode 0700, removed
+    on return): MP4/M4A may keep their index at the end, which a pipe cannot
+    seek to. No part of the input ever becomes part of a path.
+    """
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    def decode(path) -> np.ndarray:
+        command = [
+            get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-i", str(path), "-vn", "-ac", "1", "-af", f"aresample={sample_rate}:resampler=soxr",
+            "-f", "f32le", "-c:a", "pcm_f32le", "pipe:1",
+        ]
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise InputError(f"decoding {name} took over {FFMPEG_TIMEOUT_S} s; export it as WAV") from None
+        if done.returncode != 0:
+            raise InputError(
+                f"cannot decode {name}: not an audio format libsndfile or ffmpeg reads; "
+                "check the file or export it as WAV"
+            )
+        return np.frombuffer(done.stdout, dtype="<f4").astype(np.float32)
+
+    if isinstance(source, (str, Path)):
+        return decode(Path(source).resolve())
+    with tempfile.TemporaryDirectory(prefix="bimer_tf_audio_") as folder:
+        path = Path(folder) / "input"
+        path.write_bytes(source)
+        return decode(path)
+
+
+def _unclipped(samples: np.ndarray) -> np.ndarray:
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return samples * (0.999 / peak) if peak > 1.0 else samples
+
+
 def write_pcm16(path: str | Path, samples: np.ndarray, sample_rate: int = 16000) -> Path:
     """Writes mono float samples as 16-bit PCM WAV, scaling down only if they clip."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    if peak > 1.0:
-        samples = samples * (0.999 / peak)
     tmp = path.with_name(path.name + ".part")
-    soundfile.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV")
+    soundfile.write(tmp, _unclipped(samples), sample_rate, subtype="PCM_16", format="WAV")
     tmp.replace(path)
     return path
+
+
+def encode_pcm16(samples: np.ndarray, sample_rate: int = 16000) -> bytes:
+    """The bytes `write_pcm16` would write, in memory."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, _unclipped(samples), sample_rate, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
 
 
 def convert_audio(src: str | Path, dst: str | Path, sample_rate: int = 16000) -> Path:
@@ -144,7 +224,7 @@ def main(argv=None) -> int:
         prog="python -m bimer_tf.data.wav",
         description="Convert audio to the 16-bit PCM mono WAV the models read.",
     )
-    parser.add_argument("src", help="input audio (WAV of any subtype, FLAC, OGG, MP3, ...)")
+    parser.add_argument("src", help="input audio (WAV of any subtype, FLAC, OGG, MP3, WebM, M4A, ...)")
     parser.add_argument("dst", help="output .wav path")
     parser.add_argument("--sample-rate", type=int, default=16000)
     args = parser.parse_args(argv)

