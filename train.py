@@ -15,8 +15,9 @@ command plus `--resume`.
 import argparse
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bimer_tf.quiet import quiet_startup  # noqa: E402
+
+quiet_startup()  # before anything imports TensorFlow
 
 from bimer_tf.cli import add_config_arguments, run_main  # noqa: E402
 from bimer_tf.config import MODELS, load_config  # noqa: E402
