@@ -15,7 +15,7 @@ command plus `--resume`.
 import argparse
 import os
 
-from bimer_tf.quiet import quiet_startup  # noqa: E402
+from bimer_tf.quiet import quiet_startup
 
 quiet_startup()  # before anything imports TensorFlow
 
