@@ -86,11 +86,12 @@ def hparams_of(config) -> dict:
     }
 
 
-def write_hparams(config, log_dir, trial_id: str) -> None:
+def write_hparams(config, log_dir) -> None:
     """Records the run as one session of TensorBoard's HParams dashboard.
 
     The session is `log_dir`; its metrics are the `validation` run's
-    `epoch_ua` (last value) and `best_ua`.
+    `epoch_ua` (last value) and `best_ua`. Runs with the same values (the
+    folds of a cross-validation) form one group.
     """
     from tensorboard.plugins.hparams import api as hp
 
@@ -101,7 +102,7 @@ def write_hparams(config, log_dir, trial_id: str) -> None:
             hparams=[hp.HParam(name) for name in values],
             metrics=[hp.Metric(tag, group="validation", display_name=name) for tag, name in HPARAM_METRICS],
         )
-        hp.hparams(values, trial_id=trial_id)
+        hp.hparams(values)
     writer.flush()
     writer.close()
 

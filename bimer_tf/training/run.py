@@ -124,7 +124,6 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     weights = class_weights(checks["train"].kept, labels, config.trainer.class_weight)
     if weights is not None:
         report["class_weight"] = {labels[index]: weight for index, weight in weights.items()}
-        print("class weights (balanced): " + ", ".join(f"{k} {v:.3f}" for k, v in report["class_weight"].items()))
     (run_dir / "data_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     for split, check in checks.items():
         summary = check.summary()
@@ -133,6 +132,8 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
             print(f"  skipped {item['id']}: {item['reason']}")
         if len(check.skipped) > 5:
             print(f"  ... {len(check.skipped) - 5} more in {run_dir / 'data_report.json'}")
+    if weights is not None:
+        print("class weights (balanced): " + ", ".join(f"{k} {v:.3f}" for k, v in report["class_weight"].items()))
     steps_per_epoch = max(1, math.ceil(len(checks["train"].kept) / config.data.batch_size))
 
     with strategy.scope():
@@ -169,7 +170,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     log_dir = run_dir / "tensorboard"
     initial_epoch = 0
     if state is None:
-        write_hparams(config, log_dir, trial_id=run_dir.name)
+        write_hparams(config, log_dir)
     else:
         initial_epoch = state["epoch"]
         dropped = trim_event_files(log_dir, state["epoch"], state["step"])
