@@ -122,6 +122,11 @@ def select_rows(manifest, splits=None, fold=None, split=None) -> Selection:
     split = split or "test"
     by_id = {row["id"]: row for row in rows}
     ids = getattr(chosen, split)
+    # Augmented training copies live in the fold's own manifest (as in training).
+    fold_manifest = splits_file.parent / chosen.name / f"{split}.jsonl"
+    if any(i not in by_id for i in ids) and fold_manifest.is_file():
+        for row in read_manifest(fold_manifest):
+            by_id.setdefault(row["id"], row)
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise InputError(f"{splits_file}: fold '{chosen.name}' {split} names ids missing from {manifest}: {missing[:3]}")
