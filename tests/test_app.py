@@ -519,6 +519,38 @@ def test_real_speech_recognition_fills_the_transcript(model, recognizer, speech_
     assert reply.get_json()["transcript"] == "i am so happy" and reply.get_json()["timings_ms"]["asr"] is None
 
 
+@pytest.mark.parametrize("source", ["whisper-tiny-offline", "whisper-base-offline"])
+def test_offline_recognizers_never_download(monkeypatch, source):
+    import faster_whisper.transcribe
+    import tokenizers
+
+    from bimer_tf.asr import SpeechRecognizer
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("an offline recognizer tried to download")
+
+    monkeypatch.setattr(faster_whisper.transcribe, "download_model", no_network)
+    monkeypatch.setattr(tokenizers.Tokenizer, "from_pretrained", no_network)
+    try:
+        recognizer = SpeechRecognizer(source)
+    except InputError as error:
+        pytest.skip(f"{source} not installed: {error}")
+    assert recognizer.transcribe(np.zeros(16000, np.float32)).text is not None
+
+
+def test_an_online_model_without_network_fails_with_the_choices(monkeypatch):
+    import faster_whisper.transcribe
+
+    from bimer_tf.asr import SpeechRecognizer
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(faster_whisper.transcribe, "download_model", offline)
+    with pytest.raises(InputError, match="cannot load the speech recognition model 'small.en'.*whisper-tiny-offline or whisper-base-offline"):
+        SpeechRecognizer("small.en")
+
+
 def test_recognizer_is_loaded_once_per_process(recognizer):
     from bimer_tf.asr import load_recognizer
 
