@@ -623,7 +623,7 @@ def test_the_command_serves_with_waitress(tiny_export):
         process.wait(timeout=30)
 
 
-def test_the_command_rejects_bad_arguments_with_exit_2(tmp_path):
+def test_the_command_rejects_bad_arguments_with_exit_2(tmp_path, tiny_export):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "bimer_tf.app", *map(str, args)], cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=300)
@@ -637,3 +637,9 @@ def test_the_command_rejects_bad_arguments_with_exit_2(tmp_path):
     assert "Traceback" not in done.stderr
     done = run("--model", tmp_path, "--port", "70000")
     assert done.returncode == 2 and "not a TCP port" in done.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = run("--model", tiny_export, "--asr", "none", "--port", busy.getsockname()[1])
+    assert done.returncode == 2 and "cannot listen on 127.0.0.1:" in done.stderr and "choose another --port" in done.stderr
+    assert "Traceback" not in done.stderr

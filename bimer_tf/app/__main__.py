@@ -86,15 +86,34 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _warm_up(app, info, with_asr: bool) -> None:
+    """One request through the whole path (speech recognition too, when on), so
+    the first visitor does not wait for graph tracing, buffers or lazy imports."""
+    import io
+
+    from bimer_tf.serving import synthetic_wav
+
+    fields = {}
+    if info.takes_audio or with_asr:
+        wav = synthetic_wav(int(info.audio.get("sample_rate", 16000)))
+        fields["audio"] = (io.BytesIO(wav), "warm-up.wav")
+    if info.takes_text and not with_asr:
+        fields["text"] = "hello"
+    reply = app.test_client().post("/api/predict", data=fields, content_type="multipart/form-data")
+    if reply.status_code != 200:  # e.g. TF Serving not up yet: the app starts anyway
+        reason = (reply.get_json(silent=True) or {}).get("error", f"HTTP {reply.status_code}")
+        print(f"warning: the warm-up request failed: {reason}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per request otherwise
 
     from bimer_tf.app import Limits, create_app, make_model_client
     from bimer_tf.asr import load_recognizer
-    from bimer_tf.serving import synthetic_wav
 
     limits = Limits(
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_duration_s=args.max_duration_s
@@ -105,18 +124,8 @@ def main(argv=None) -> int:
     recognizer = load_recognizer(args.asr) if args.asr != NO_ASR else None
     print(f"speech recognition: {args.asr}", file=sys.stderr)
 
-    # Warm both up so the first visitor does not wait for graph tracing.
-    if recognizer is not None:
-        import numpy as np
-
-        recognizer.transcribe(np.zeros(8000, np.float32))
-    try:
-        wav = synthetic_wav(int(model.info.audio.get("sample_rate", 16000)))
-        model.predict(wav if model.info.takes_audio else None, "hello" if model.info.takes_text else None)
-    except Exception as error:  # a TF Serving that is not up yet must not stop the app
-        print(f"warning: the model did not answer a warm-up request: {error}", file=sys.stderr)
-
     app = create_app(model, recognizer, limits, asr_name=args.asr)
+    _warm_up(app, model.info, recognizer is not None)
     import waitress
 
     try:
@@ -130,7 +139,10 @@ def main(argv=None) -> int:
             ident="bimer_tf",
         )
     except OSError as error:
-        raise InputError(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); choose another --port or --host") from None
+        raise InputError(
+            f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); "
+            "choose another --port or --host"
+        ) from None
     if not _is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this port can use the app", file=sys.stderr)
     print(
