@@ -61,7 +61,8 @@ def four_second_clip(path: str | None, sample_rate: int = 16000) -> tuple[bytes,
         t = np.arange(n) / sample_rate
         f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
         phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-        samples = sum(0.2 / k * np.sin(k * phase) for k in range(1, 8)) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))
+        envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 3 * t)
+        samples = sum(0.2 / k * np.sin(k * phase) for k in range(1, 8)) * envelope
         text, origin = RAVDESS_TEXT, "synthetic"
     samples = np.pad(samples, (0, n - len(samples))).astype(np.float32)
     return encode_pcm16(samples, sample_rate), text, origin
@@ -210,14 +211,18 @@ def profile_run(run_dir: str, batches, requests: int, wav: bytes, text: str):
                     backbones["text_backbone"][0], ({k: trimmed[k] for k in model.text_backbone.input},)
                 )
             difference = float(tf.reduce_max(tf.abs(run_model(features) - run_model(trimmed))))
-            print(json.dumps({"profile": str(run_dir), "batch": batch, "sequence_length": int(features["padding_mask"].shape[1]),
-                              "trimmed_length": int(trimmed["padding_mask"].shape[1]),
-                              "max_abs_difference": difference}), flush=True)
+            lengths = {
+                "sequence_length": int(features["padding_mask"].shape[1]),
+                "trimmed_length": int(trimmed["padding_mask"].shape[1]),
+            }
+            line = {"profile": str(run_dir), "batch": batch, **lengths, "max_abs_difference": difference}
+            print(json.dumps(line), flush=True)
         for name, (fn, args) in timed.items():
             if name == "frontend_single" and batch != 1:
                 continue
             stats = percentiles(time_calls(lambda: tf.nest.map_structure(lambda t: t.numpy(), fn(*args)), requests))
-            print(json.dumps({"profile": str(run_dir), "part": name, "batch": batch, "requests": requests, **stats}), flush=True)
+            line = {"profile": str(run_dir), "part": name, "batch": batch, "requests": requests, **stats}
+            print(json.dumps(line), flush=True)
 
 
 def trim_to_longest(features: dict) -> dict:
@@ -231,7 +236,9 @@ def trim_to_longest(features: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", action="append", required=True, help="SavedModel version folder (repeatable)")
+    parser.add_argument(
+        "--model", action="append", required=True, help="SavedModel version folder (repeatable)"
+    )
     parser.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes (default: 1,8,32)")
     parser.add_argument("--requests", type=int, default=200, help="timed calls per batch size (default: 200)")
     parser.add_argument("--clip", help="audio clip to use (default: a RAVDESS clip if present, else synthetic)")

@@ -32,7 +32,9 @@ def select_clips(corpora_root) -> list[tuple[str, str]]:
         for k, sentence in enumerate(SENTENCES):
             emotion = EMOTIONS[(actor + k) % len(EMOTIONS)]
             candidates = [
-                r for r in rows if int(r["actor"]) == actor and r["statement_text"] == sentence and r["emotion"] == emotion
+                r
+                for r in rows
+                if int(r["actor"]) == actor and r["statement_text"] == sentence and r["emotion"] == emotion
             ]
             row = candidates[(actor // 4) % len(candidates)]  # vary intensity and repetition
             chosen.append((str(root / row["path"]), sentence))

@@ -153,7 +153,10 @@ def test_upload_record_edit_in_a_real_browser(driver, app_url, speech_clip, tmp_
     assert not driver.find_element("id", "error").is_displayed()
 
 
-@pytest.mark.skipif(not os.environ.get("BIMER_TF_SCREENSHOT_MODEL"), reason="set BIMER_TF_SCREENSHOT_MODEL=export/bimer/N to refresh docs/app.png")
+@pytest.mark.skipif(
+    not os.environ.get("BIMER_TF_SCREENSHOT_MODEL"),
+    reason="set BIMER_TF_SCREENSHOT_MODEL=export/bimer/N to refresh docs/app.png",
+)
 def test_screenshot_for_the_readme(tmp_path, speech_clip):
     model_dir = Path(os.environ["BIMER_TF_SCREENSHOT_MODEL"])
     process, base = start_app(model_dir, "--asr", "whisper-tiny-offline")

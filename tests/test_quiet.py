@@ -38,8 +38,13 @@ def test_never_touches_cuda_visible_devices(monkeypatch):
 @pytest.mark.skipif(quiet.has_nvidia_device(), reason="checks the CPU-machine start-up")
 def test_tensorflow_starts_without_the_cuinit_error_on_a_cpu_machine():
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
-    code = "from bimer_tf.quiet import quiet_startup; quiet_startup(); import tensorflow as tf; print(tf.reduce_sum([1, 2]).numpy())"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    code = (
+        "from bimer_tf.quiet import quiet_startup; quiet_startup(); "
+        "import tensorflow as tf; print(tf.reduce_sum([1, 2]).numpy())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
     assert "cuInit" not in done.stderr
     assert "E0000" not in done.stderr

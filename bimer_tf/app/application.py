@@ -97,9 +97,13 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
     @app.errorhandler(HTTPException)
     def _http(error):
         if error.code == 404:
-            return _error(404, f"no such page or endpoint: {request.path}; the API is /api/predict, /api/model, /api/health")
+            return _error(
+                404, f"no such page or endpoint: {request.path}; the API is /api/predict, /api/model, /api/health"
+            )
         if error.code == 405:
-            return _error(405, f"{request.method} is not allowed on {request.path}; see the README's Web application section")
+            return _error(
+                405, f"{request.method} is not allowed on {request.path}; see the README's Web application section"
+            )
         return _error(error.code or 500, error.description or error.name)
 
     @app.errorhandler(Exception)

@@ -68,7 +68,9 @@ def _too_long(duration_s: float, limits: Limits) -> TooLong:
     )
 
 
-def prepare_audio(data: bytes, limits: Limits, sample_rate: int = 16000, silence_floor_dbfs: float = -60.0) -> PreparedAudio:
+def prepare_audio(
+    data: bytes, limits: Limits, sample_rate: int = 16000, silence_floor_dbfs: float = -60.0
+) -> PreparedAudio:
     """Uploaded bytes -> checked 16 kHz mono PCM16 WAV (and its samples)."""
     if not data:
         raise InputError("the uploaded audio is empty (0 bytes); record again or choose another file")
