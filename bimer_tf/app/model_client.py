@@ -172,12 +172,14 @@ class ServingClient:
         self.timeout_s = timeout_s
         self.info = read_model_info(model_dir)
         self.source = f"TF Serving {url}"
+        # Straight to the server: an http_proxy meant for the internet must not relay it.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _call(self, method: str, url: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode("utf-8")
         request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with self._opener.open(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as error:
             try:
