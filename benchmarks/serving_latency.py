@@ -27,7 +27,6 @@ largest change in probabilities this makes (`max_abs_difference`).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys

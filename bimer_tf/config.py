@@ -117,10 +117,16 @@ class SpeechModelConfig:
     # whisper: "whisper-tiny-offline", "whisper-base-offline", a CTranslate2
     # folder, or a keras-hub Whisper preset (online).
     whisper_source: str = "whisper-base-offline"
+    # Encoder layers used (0: all): a middle layer often carries more of how
+    # something is said than the last one.
+    whisper_layers: int = 0
     # Top encoder layers fine-tuned; the frozen rest runs in the input
     # pipeline (cached with data.cache) and in the serving graph.
     whisper_trainable_layers: int = 0
     pooling: str = "attention"  # whisper: "attention" or "mean_std"
+    # whisper: batch-normalise the pooled vector (standardises the encoder's
+    # feature scales, as a linear probe's scaler does).
+    normalize_pooled: bool = False
 
 
 @dataclass
@@ -385,8 +391,10 @@ def validate(config: ExperimentConfig) -> None:
             f"model.speech.type={model.speech.type} is an ImageNet network and takes a 3-channel "
             f"image; set audio.channels=3 (got {config.audio.channels})"
         )
-    if uses_speech and model.speech.type == "whisper" and model.speech.whisper_trainable_layers < 0:
-        raise InputError("model.speech.whisper_trainable_layers must be >= 0")
+    if uses_speech and model.speech.type == "whisper" and min(
+        model.speech.whisper_trainable_layers, model.speech.whisper_layers
+    ) < 0:
+        raise InputError("model.speech.whisper_layers and whisper_trainable_layers must be >= 0")
     if config.model.text.pooling not in ("mean", "cls"):
         raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
 
@@ -395,7 +403,15 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
+# Speech types renamed since earlier releases wrote run directories.
+LEGACY_SPEECH_TYPES = {"crnn": "resnet_crnn_at"}
+
+
 def from_dict(data: dict) -> ExperimentConfig:
+    """The config of a resolved dict (a run directory's config.yaml)."""
+    speech = (data.get("model") or {}).get("speech") or {}
+    if speech.get("type") in LEGACY_SPEECH_TYPES:
+        data = {**data, "model": {**data["model"], "speech": {**speech, "type": LEGACY_SPEECH_TYPES[speech["type"]]}}}
     config = _merge(ExperimentConfig(), data)
     validate(config)
     return config

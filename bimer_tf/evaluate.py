@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bimer_tf.quiet import quiet_startup  # noqa: E402
+
+quiet_startup()  # before anything imports TensorFlow
 
 from bimer_tf.cli import run_main  # noqa: E402
 from bimer_tf.config import ExperimentConfig, from_dict, read_yaml  # noqa: E402

@@ -17,12 +17,11 @@ quiet_startup()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bimer_tf.cli import run_main  # noqa: E402
-from bimer_tf.errors import InputError  # noqa: E402
+from bimer_tf.errors import InputError, op_error_message  # noqa: E402
 
 AUDIO_INPUT, TEXT_INPUT = "audio_wav", "text"
 MISSING = {
@@ -55,34 +54,6 @@ def read_text(text: str | None, text_file: str | None) -> str | None:
     if not text.strip():
         raise InputError("the transcript is empty; pass the words spoken with --text")
     return text
-
-
-def op_error_message(error) -> str:
-    """The reason a TensorFlow op error gives, in one line, without graph decorations.
-
-    A loaded SavedModel reports `Graph execution error:`, the node and its
-    definition site, then the reason; a failed `tf.debugging` assertion wraps
-    its message as `assertion failed: [message] [Condition ...]`. The serving
-    graph's checks put the reason in that message (e.g. `audio_wav: expected
-    16000 Hz 16-bit PCM WAV; resample ...`), so that is what is kept.
-    """
-    text = str(getattr(error, "message", error))
-    reason = ""
-    for line in text.splitlines():
-        if (
-            not line.strip()
-            or line[0].isspace()  # stack frames of the node's definition site
-            or line.startswith(("Graph execution error", "Detected at node", "<stack traces", "Node: "))
-        ):
-            continue
-        reason = line
-        break
-    reason = re.sub(r"\{\{[^}]*\}\}", "", reason)  # {{function_node ...}}, {{node ...}}
-    reason = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", reason).strip()
-    asserted = re.match(r"assertion failed: \[(.*?)\](?: \[|$)", reason)
-    if asserted:
-        reason = asserted.group(1)
-    return reason or type(error).__name__
 
 
 def model_inputs(serve) -> tuple[str, ...]:

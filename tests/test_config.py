@@ -306,6 +306,13 @@ def test_save_and_reload_gives_an_equal_config(tmp_path):
     assert load_config(path) == config
 
 
+def test_from_dict_reads_run_directories_of_earlier_releases():
+    data = to_dict(ExperimentConfig())
+    data["model"]["speech"]["type"] = "crnn"
+    assert from_dict(data).model.speech.type == "resnet_crnn_at"
+    assert data["model"]["speech"]["type"] == "crnn"  # the caller's dict is left alone
+
+
 def test_from_dict_validates():
     data = to_dict(ExperimentConfig())
     data["audio"]["channels"] = 4

@@ -220,7 +220,7 @@ def test_an_op_error_in_the_graph_is_one_clear_line(text_only_export):
 def test_op_error_message_keeps_the_reason_only():
     import tensorflow as tf
 
-    from bimer_tf.predict import op_error_message
+    from bimer_tf.errors import op_error_message
 
     loaded = (  # as a loaded SavedModel reports a failed tf.debugging check
         "Graph execution error:\n\nDetected at node assert_equal/Assert defined at (most recent call last):\n"

@@ -129,7 +129,7 @@ class SavedModelClient:
     def predict(self, audio_wav: bytes | None, text: str | None) -> Prediction:
         import tensorflow as tf
 
-        from bimer_tf.predict import op_error_message
+        from bimer_tf.errors import op_error_message
 
         feeds = {}
         if self.info.takes_audio:

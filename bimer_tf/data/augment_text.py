@@ -62,10 +62,14 @@ import nlpaug.augmenter.word as naw
 import numpy as np
 from tqdm import tqdm
 
-from bimer_tf.cli import run_main
-from bimer_tf.data.manifest import read_manifest, write_manifest
-from bimer_tf.errors import InputError
-from bimer_tf.models.presets import OFFLINE_MINILM
+from bimer_tf.quiet import quiet_startup
+
+quiet_startup()  # before bimer_tf.models imports TensorFlow
+
+from bimer_tf.cli import run_main  # noqa: E402
+from bimer_tf.data.manifest import read_manifest, write_manifest  # noqa: E402
+from bimer_tf.errors import InputError  # noqa: E402
+from bimer_tf.models.presets import OFFLINE_MINILM  # noqa: E402
 
 METHODS = ("synonym", "mlm", "backtranslation")
 COPY = "copy"  # `augmentation` of a row that repeats its original unchanged

@@ -14,8 +14,12 @@ import yaml
 
 from bimer_tf.errors import InputError
 
-# model.init field -> (model attribute holding the branch, config section that must match)
-BRANCHES = {"speech": ("speech_backbone", "speech"), "text": ("text_backbone", "text")}
+# model.init field -> (model attribute holding the branch, config section that
+# must match, a model that trains such a branch alone)
+BRANCHES = {
+    "speech": ("speech_backbone", "speech", "ser_resnet_crnn_at"),
+    "text": ("text_backbone", "text", "ter_bert"),
+}
 
 
 def initialize_from_runs(model, config) -> None:
@@ -31,7 +35,7 @@ def copy_branch(model, branch: str, run_dir: Path, config) -> None:
     import bimer_tf.models  # noqa: F401  registers the model classes for loading
     from bimer_tf.training import BEST_CHECKPOINT
 
-    attribute, section = BRANCHES[branch]
+    attribute, section, example = BRANCHES[branch]
     key = f"model.init.{branch}"
     target = getattr(model, attribute, None)
     if target is None:
@@ -40,7 +44,7 @@ def copy_branch(model, branch: str, run_dir: Path, config) -> None:
     if not checkpoint.is_file() or not config_file.is_file():
         raise InputError(
             f"{key}={run_dir} is not a finished run (needs {BEST_CHECKPOINT} and config.yaml); "
-            f"train it first, e.g. `python train.py --model {'ser_resnet_crnn_at' if branch == 'speech' else 'ter_bert'}`"
+            f"train it first, e.g. `python train.py --model {example}`"
         )
     run_config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     theirs = run_config["model"][section]["type"]
@@ -55,8 +59,7 @@ def copy_branch(model, branch: str, run_dir: Path, config) -> None:
     if ours_shapes != theirs_shapes:
         raise InputError(
             f"{key}={run_dir}: its {branch} branch has other sizes than this config's "
-            f"({len(theirs_shapes)} vs {len(ours_shapes)} weights, first difference at "
-            f"{next((i for i, (a, b) in enumerate(zip(theirs_shapes, ours_shapes)) if a != b), min(len(theirs_shapes), len(ours_shapes)))}); "
+            f"({len(theirs_shapes)} weights there, {len(ours_shapes)} here); "
             f"use the same model.{section} and audio/text settings as that run"
         )
     target.set_weights(source.get_weights())

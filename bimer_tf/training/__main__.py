@@ -6,10 +6,10 @@ entry point for people.
 """
 
 import argparse
-import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bimer_tf.quiet import quiet_startup  # noqa: E402
+
+quiet_startup()  # before anything imports TensorFlow
 
 from bimer_tf.cli import run_main  # noqa: E402
 from bimer_tf.config import from_dict, read_yaml  # noqa: E402
