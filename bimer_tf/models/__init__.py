@@ -112,6 +112,7 @@ def _whisper_backbone(config) -> keras.Model:
         hidden_dim=hidden_dim,
         top_encoder=top,
         pooling=speech.pooling,
+        normalize_pooled=speech.normalize_pooled,
         attention_units=speech.attention_units,
         dropout=speech.dropout,
         feature_dim=speech.feature_dim,

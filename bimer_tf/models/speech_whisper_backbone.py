@@ -32,6 +32,9 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             whole encoder is frozen.
         pooling: `"attention"` (`SoftAttentionPooling`) or `"mean_std"`
             (`StatisticsPooling`). Defaults to `"attention"`.
+        normalize_pooled: bool. Batch-normalise the pooled vector, which
+            puts the encoder's very unequal feature scales on one footing (a
+            linear probe's standard scaler, learned). Defaults to `False`.
         attention_units: int. Hidden size of the attention pooling.
         dropout: float. Dropout before the feature projection.
         feature_dim: int. Size of `pooled_output`.
@@ -47,6 +50,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         hidden_dim,
         top_encoder=None,
         pooling="attention",
+        normalize_pooled=False,
         attention_units=128,
         dropout=0.1,
         feature_dim=512,
@@ -62,6 +66,11 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             self.pooling_layer = SoftAttentionPooling(attention_units, dtype=dtype, name="attention_pooling")
         else:
             self.pooling_layer = StatisticsPooling(dtype=dtype, name="statistics_pooling")
+        self.pooled_norm = (
+            keras.layers.BatchNormalization(momentum=0.9, dtype=dtype, name="pooled_norm")
+            if normalize_pooled
+            else None
+        )
         self.feature_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="feature_dropout")
         self.feature_dense = keras.layers.Dense(
             feature_dim, activation="relu", dtype=dtype, name="feature_dense"
@@ -71,6 +80,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         states = keras.Input(shape=(None, hidden_dim), name="whisper_features")
         sequence_output = top_encoder(states) if top_encoder is not None else states
         pooled = self.pooling_layer(sequence_output)
+        if self.pooled_norm is not None:
+            pooled = self.pooled_norm(pooled)
         pooled_output = self.feature_dense(self.feature_dropout(pooled))
         super().__init__(
             inputs=states,
@@ -82,6 +93,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         # === Config ===
         self.hidden_dim = hidden_dim
         self.pooling = pooling
+        self.normalize_pooled = normalize_pooled
         self.attention_units = attention_units
         self.dropout = dropout
         self.feature_dim = feature_dim
@@ -97,6 +109,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
                     else keras.saving.serialize_keras_object(self.top_encoder)
                 ),
                 "pooling": self.pooling,
+                "normalize_pooled": self.normalize_pooled,
                 "attention_units": self.attention_units,
                 "dropout": self.dropout,
                 "feature_dim": self.feature_dim,

@@ -19,10 +19,16 @@ def whisper_encoder_parts(speech_config):
 
     encoder = load_whisper_encoder(speech_config.whisper_source)
     dims = whisper_encoder_dims(encoder)
-    if speech_config.whisper_trainable_layers > dims["num_layers"]:
+    used = speech_config.whisper_layers or dims["num_layers"]
+    if used > dims["num_layers"]:
+        raise InputError(
+            f"model.speech.whisper_layers={used} but {speech_config.whisper_source} has "
+            f"{dims['num_layers']} encoder layers"
+        )
+    if speech_config.whisper_trainable_layers > used:
         raise InputError(
             f"model.speech.whisper_trainable_layers={speech_config.whisper_trainable_layers} but "
-            f"{speech_config.whisper_source} has {dims['num_layers']} encoder layers"
+            f"{speech_config.whisper_source} has {used} encoder layers in use"
         )
-    bottom, top = split_whisper_encoder(encoder, speech_config.whisper_trainable_layers)
+    bottom, top = split_whisper_encoder(encoder, speech_config.whisper_trainable_layers, used)
     return bottom, top, dims["hidden_dim"]

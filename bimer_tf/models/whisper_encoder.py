@@ -154,7 +154,7 @@ def whisper_encoder_dims(encoder: keras.Model) -> dict:
 
 
 def split_whisper_encoder(
-    encoder: keras.Model, trainable_layers: int
+    encoder: keras.Model, trainable_layers: int, num_layers: int | None = None
 ) -> tuple[keras.Model, keras.Model | None]:
     """Cuts an encoder into a bottom and a top that share its weights.
 
@@ -162,6 +162,11 @@ def split_whisper_encoder(
         encoder: a model from `load_whisper_encoder`.
         trainable_layers: how many of the last transformer layers go to the
             top, from 0 to the encoder's `num_layers`.
+        num_layers: use only the first `num_layers` transformer layers (the
+            middle layers of a speech encoder often carry more about how
+            something is said than the last ones). The final layer norm
+            belongs to the last layer and is applied only when all layers are
+            used. Defaults to all.
 
     Returns:
         `(bottom, top)`. `bottom`: log-mel `[batch, frames, num_mels]` ->
@@ -173,11 +178,20 @@ def split_whisper_encoder(
         training either changes the encoder, and `bottom.trainable = False`
         freezes those layers in `encoder` as well.
     """
-    layers = _transformer_layers(encoder)
+    all_layers = _transformer_layers(encoder)
+    if num_layers is None:
+        num_layers = len(all_layers)
+    if not isinstance(num_layers, int) or not 1 <= num_layers <= len(all_layers):
+        raise InputError(
+            f"num_layers must be an integer from 1 to {len(all_layers)} (the encoder's "
+            f"transformer layers), got {num_layers!r}"
+        )
+    layers = all_layers[:num_layers]
+    final_norm = [encoder.get_layer(FINAL_LAYER_NORM)] if num_layers == len(all_layers) else []
     if not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= len(layers):
         raise InputError(
-            f"trainable_layers must be an integer from 0 to {len(layers)} (the encoder's "
-            f"transformer layers), got {trainable_layers!r}"
+            f"trainable_layers must be an integer from 0 to {len(layers)} (the transformer "
+            f"layers used), got {trainable_layers!r}"
         )
     cut = len(layers) - trainable_layers
     features = keras.Input(shape=(None, encoder.input.shape[-1]), dtype="float32", name="encoder_features")
@@ -185,16 +199,16 @@ def split_whisper_encoder(
     for layer in layers[:cut]:
         x = layer(x)
     if trainable_layers == 0:
-        x = encoder.get_layer(FINAL_LAYER_NORM)(x)
+        for layer in final_norm:
+            x = layer(x)
         return keras.Model(features, x, name=f"{encoder.name}_bottom"), None
     bottom = keras.Model(features, x, name=f"{encoder.name}_bottom")
 
     hidden_dim = int(encoder.get_layer(CONV_1).filters)
     states = keras.Input(shape=(None, hidden_dim), dtype="float32", name="hidden_states")
     y = states
-    for layer in layers[cut:]:
+    for layer in layers[cut:] + final_norm:
         y = layer(y)
-    y = encoder.get_layer(FINAL_LAYER_NORM)(y)
     top = keras.Model(states, y, name=f"{encoder.name}_top")
     return bottom, top
 
