@@ -30,8 +30,8 @@ def epoch_end_times(run_dir: Path) -> list[float]:
 
     events = EventAccumulator(str(run_dir / "tensorboard" / "train"))
     events.Reload()
-    tag = "epoch_loss"
-    return [event.wall_time for event in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+    tag = "epoch_loss"  # Keras writes it as a tensor summary
+    return [event.wall_time for event in events.Tensors(tag)] if tag in events.Tags()["tensors"] else []
 
 
 def parameter_counts(run_dir: Path, config) -> dict:
