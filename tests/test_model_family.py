@@ -74,6 +74,21 @@ def test_model_trains_evaluates_and_exports(name, tiny_corpus, tiny_bert_preset,
     assert labels == TINY_LABELS
 
 
+def test_a_fresh_process_can_load_every_model_class():
+    """export.py and evaluate load checkpoints in a new process: `import
+    bimer_tf.models` alone must register every class a checkpoint may hold."""
+    import bimer_tf.models as models
+
+    names = [name for name in models.__all__ if name[0].isupper() and not name.isupper()]
+    code = (
+        "import keras, bimer_tf.models\n"
+        f"missing = [n for n in {names!r} if keras.saving.get_registered_object('bimer_tf>' + n) is None]\n"
+        "assert not missing, missing\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_ter_roberta_offline_names_the_offline_model():
     done = subprocess.run(
         [sys.executable, "train.py", "--model", "ter_roberta", "--set", "trainer.epochs=1"],

@@ -18,6 +18,9 @@ from bimer_tf.models.mm_emor_classifier import MMEMORClassifier
 from bimer_tf.models.presets import resolve_text_preset
 from bimer_tf.models.ser_classifier import SERClassifier
 from bimer_tf.models.speech_crnn_backbone import SpeechCRNNBackbone
+from bimer_tf.models.speech_mobilenet_backbone import SpeechMobileNetBackbone
+from bimer_tf.models.speech_resnet50_crnn_backbone import SpeechResNet50CRNNBackbone
+from bimer_tf.models.speech_resnet_cnn_backbone import SpeechResNetCNNBackbone
 from bimer_tf.models.speech_whisper_backbone import SpeechWhisperBackbone
 from bimer_tf.models.ter_classifier import TERClassifier
 
@@ -39,8 +42,6 @@ def _frequency_bins(config) -> int:
 
 
 def _resnet_cnn_backbone(config) -> keras.Model:
-    from bimer_tf.models.speech_resnet_cnn_backbone import SpeechResNetCNNBackbone
-
     return SpeechResNetCNNBackbone(
         stage_widths=config.model.speech.stage_widths,
         n_mels=_frequency_bins(config),
@@ -69,8 +70,6 @@ def _resnet_crnn_at_backbone(config) -> keras.Model:
 
 def _resnet50_crnn_at_backbone(config) -> keras.Model:
     from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
-    from bimer_tf.models.speech_resnet50_crnn_backbone import SpeechResNet50CRNNBackbone
-
     speech = config.model.speech
     return SpeechResNet50CRNNBackbone(
         weights=resolve_imagenet_weights(speech.weights, "resnet50"),
@@ -89,8 +88,6 @@ def _resnet50_crnn_at_backbone(config) -> keras.Model:
 
 def _mobilenet_backbone(config) -> keras.Model:
     from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
-    from bimer_tf.models.speech_mobilenet_backbone import SpeechMobileNetBackbone
-
     speech = config.model.speech
     return SpeechMobileNetBackbone(
         weights=resolve_imagenet_weights(speech.weights, "mobilenet", alpha=speech.mobilenet_alpha),
@@ -266,6 +263,9 @@ __all__ = [
     "SERClassifier",
     "SPEECH_BACKBONE_BUILDERS",
     "SpeechCRNNBackbone",
+    "SpeechMobileNetBackbone",
+    "SpeechResNet50CRNNBackbone",
+    "SpeechResNetCNNBackbone",
     "SpeechWhisperBackbone",
     "TASK_BUILDERS",
     "TERClassifier",
