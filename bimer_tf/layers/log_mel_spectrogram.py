@@ -3,6 +3,26 @@ import numpy as np
 import tensorflow as tf
 
 
+def centered_power_spectrogram(waveforms, n_fft: int, hop_length: int):
+    """[batch, samples] -> [batch, 1 + samples // hop_length, n_fft // 2 + 1] power.
+
+    A centred (reflect-padded) STFT with a periodic Hann window, as librosa
+    and Whisper compute it; shared by the log-mel front ends.
+    """
+    waveforms = tf.convert_to_tensor(waveforms, tf.float32)
+    pad = n_fft // 2
+    padded = tf.pad(waveforms, [[0, 0], [pad, pad]], mode="REFLECT")
+    stft = tf.signal.stft(
+        padded,
+        frame_length=n_fft,
+        frame_step=hop_length,
+        fft_length=n_fft,
+        window_fn=tf.signal.hann_window,
+        pad_end=False,
+    )
+    return tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft))
+
+
 @keras.saving.register_keras_serializable(package="bimer_tf")
 class LogMelSpectrogram(keras.layers.Layer):
     """Batched waveforms -> log-mel "images" in [0, 1], time first.
@@ -105,18 +125,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         self.built = True
 
     def call(self, waveforms):
-        waveforms = tf.convert_to_tensor(waveforms, tf.float32)
-        pad = self.n_fft // 2
-        padded = tf.pad(waveforms, [[0, 0], [pad, pad]], mode="REFLECT")
-        stft = tf.signal.stft(
-            padded,
-            frame_length=self.n_fft,
-            frame_step=self.hop_length,
-            fft_length=self.n_fft,
-            window_fn=tf.signal.hann_window,
-            pad_end=False,
-        )
-        power = tf.math.square(tf.abs(stft))
+        power = centered_power_spectrogram(waveforms, self.n_fft, self.hop_length)
         mel = tf.tensordot(power, self._mel_matrix, axes=1)
         db = 10.0 * tf.math.log(tf.maximum(mel, 1e-10)) / tf.math.log(10.0)
         db = db - tf.reduce_max(db, axis=[1, 2], keepdims=True)

@@ -1,6 +1,8 @@
 import keras
 import tensorflow as tf
 
+from bimer_tf.layers.log_mel_spectrogram import centered_power_spectrogram
+
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
 class WhisperLogMel(keras.layers.Layer):
@@ -64,19 +66,8 @@ class WhisperLogMel(keras.layers.Layer):
         self.built = True
 
     def call(self, waveforms):
-        waveforms = tf.convert_to_tensor(waveforms, tf.float32)
-        pad = self.n_fft // 2
-        padded = tf.pad(waveforms, [[0, 0], [pad, pad]], mode="REFLECT")
-        stft = tf.signal.stft(
-            padded,
-            frame_length=self.n_fft,
-            frame_step=self.hop_length,
-            fft_length=self.n_fft,
-            window_fn=tf.signal.hann_window,  # periodic by default, as torch.hann_window
-            pad_end=False,
-        )
-        stft = stft[:, :-1, :]  # Whisper drops the last frame.
-        power = tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft))
+        # Whisper drops the last frame of the centred STFT.
+        power = centered_power_spectrogram(waveforms, self.n_fft, self.hop_length)[:, :-1, :]
         mel = tf.tensordot(power, self._mel_matrix, axes=1)
         log_spec = tf.math.log(tf.maximum(mel, 1e-10)) / tf.math.log(10.0)
         floor = tf.reduce_max(log_spec, axis=[1, 2], keepdims=True) - self.dynamic_range
