@@ -18,9 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bimer_tf.quiet import quiet_startup  # noqa: E402
+
+quiet_startup()  # before anything imports TensorFlow
 
 import numpy as np  # noqa: E402
 
