@@ -11,6 +11,7 @@ import keras
 import librosa
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import synth_tone
 
 from bimer_tf.errors import InputError
@@ -68,6 +69,22 @@ def _train_one_step(backbone, x):
     assert np.isfinite(loss)
     changed = [not np.array_equal(old, new) for old, new in zip(before, backbone.trainable_weights)]
     assert any(changed)
+
+
+def _assert_moving_statistics_settle(backbone, x, passes=150):
+    """Training-mode passes over one batch must bring the inference-mode
+    output to the training-mode one: the batch normalisation's moving
+    statistics follow the data within a few epochs of a small corpus (at
+    Keras' default momentum 0.99, 0.99 ** 150 = 22 % of their start is left
+    and the inference-mode output is off by more than its own norm). `x` is
+    96 x 64 or larger: the last feature map is then 3 x 2, as for a short
+    clip; a 1 x 1 map over 4 examples leaves too few values per channel."""
+    step = tf.function(lambda: backbone(x, training=True)["pooled_output"])
+    for _ in range(passes):
+        trained = step()
+    inferred = backbone(x, training=False)["pooled_output"]
+    error = np.linalg.norm(inferred - trained) / np.linalg.norm(trained)
+    assert error < 0.05, f"inference-mode output off by {error:.2f} of its norm"
 
 
 @pytest.fixture
@@ -198,6 +215,11 @@ def test_resnet50_keras_file_round_trip(resnet50_backbone, tmp_path, offline_ker
     assert offline_keras_cache[1] == []  # loading fetched nothing
 
 
+def test_resnet50_moving_statistics_settle():
+    backbone = SpeechResNet50CRNNBackbone(**{**TINY_RESNET50, "dropout": 0.0, "n_mels": 64})
+    _assert_moving_statistics_settle(backbone, image(4, 96, bins=64))
+
+
 @pytest.mark.slow
 def test_resnet50_training_step(resnet50_backbone):
     _train_one_step(resnet50_backbone, image(2, 64))
@@ -256,6 +278,23 @@ def test_mobilenet_shapes_and_round_trip(mobilenet_backbone, tmp_path):
     assert isinstance(restored, SpeechMobileNetBackbone)
     assert restored.get_config() == backbone.get_config()
     _assert_same_outputs(restored, backbone, image(2, 40))
+
+
+def test_mobilenet_random_depthwise_kernels_keep_the_variance():
+    backbone = SpeechMobileNetBackbone(**TINY_MOBILENET)
+    depthwise = [
+        layer for layer in backbone.image_encoder.layers if isinstance(layer, keras.layers.DepthwiseConv2D)
+    ]
+    assert len(depthwise) == 13
+    for layer in depthwise:
+        # He over the 3 x 3 window: std sqrt(2 / 9) = 0.47; Glorot over
+        # 9 x channels would give 0.16 (8 channels) down to 0.05 (256).
+        assert 0.35 < np.std(layer.kernel) < 0.6, layer.name
+
+
+def test_mobilenet_moving_statistics_settle():
+    backbone = SpeechMobileNetBackbone(**{**TINY_MOBILENET, "dropout": 0.0, "n_mels": 64})
+    _assert_moving_statistics_settle(backbone, image(4, 96, bins=64))
 
 
 @pytest.mark.slow

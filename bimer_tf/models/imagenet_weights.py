@@ -3,7 +3,9 @@
 `model.speech.weights` is `none`, `imagenet` or the path of a local weights
 file. `imagenet` needs the file `keras.applications` would download; on a
 machine without network access the user fetches it elsewhere and passes its
-path, and this module says exactly which file that is.
+path, and this module says exactly which file that is. Also here: what every
+`keras.applications` backbone of the project needs to train on a small corpus
+(`set_batch_norm_momentum`).
 """
 
 from __future__ import annotations
@@ -122,3 +124,19 @@ def resolve_imagenet_weights(
         ) from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
+
+
+def set_batch_norm_momentum(model: keras.Model, momentum: float = 0.9) -> None:
+    """Sets the momentum of every `BatchNormalization` layer of `model`.
+
+    `keras.applications` builds its batch normalisation with Keras' 0.99: the
+    moving statistics then take several hundred steps to forget their start
+    (mean 0 and variance 1, or ImageNet's) and follow the spectrograms, longer
+    than a small corpus trains, and until they do the inference-mode model
+    gives one class for every input. At 0.9 (as in `ResidualBlock`) they
+    settle within a few dozen steps. The momentum is part of each layer's
+    config, so a saved model keeps it.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum

@@ -5,7 +5,26 @@ from __future__ import annotations
 import keras
 import keras_hub
 
-from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
+from bimer_tf.models.imagenet_weights import resolve_imagenet_weights, set_batch_norm_momentum
+
+
+def reinitialize_depthwise_kernels(model: keras.Model) -> None:
+    """He-initialises every depthwise kernel of `model` over its true fan-in.
+
+    Keras' default (Glorot) initialiser counts a depthwise kernel's input
+    channels in its fan-in (`kh * kw * C` instead of `kh * kw`), so a randomly
+    initialised MobileNet's deep depthwise layers output about 1e-3 of their
+    input's variance. In training, batch normalisation hides this; its moving
+    variance, though, starts at 1 and follows at momentum 0.99, so for
+    hundreds of steps the inference-mode model shrinks every feature to
+    nearly nothing and gives one class for every input (see also
+    `set_batch_norm_momentum`).
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kernel_h, kernel_w = layer.kernel.shape[:2]
+            initializer = keras.initializers.RandomNormal(stddev=(2.0 / (kernel_h * kernel_w)) ** 0.5)
+            layer.kernel.assign(initializer(layer.kernel.shape, dtype=layer.kernel.dtype))
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
@@ -32,7 +51,8 @@ class SpeechMobileNetBackbone(keras_hub.models.Backbone):
     `imagenet_preprocessing` (on by default exactly when `weights` is given)
     the [0, 1] image is rescaled in-model to `2 x - 1`, what
     `keras.applications.mobilenet.preprocess_input(255 * x)` computes; random
-    initial weights take the [0, 1] image as it is.
+    initial weights take the [0, 1] image as it is, and their depthwise
+    kernels are He-initialised (`reinitialize_depthwise_kernels`).
 
     The pretrained weights only initialise the model. `get_config()` records
     `weights=None` (and the resolved `imagenet_preprocessing`): a model
@@ -110,6 +130,9 @@ class SpeechMobileNetBackbone(keras_hub.models.Backbone):
             input_shape=(None, n_mels, channels),
             name="mobilenet",
         )
+        set_batch_norm_momentum(self.image_encoder)
+        if weights_path is None:
+            reinitialize_depthwise_kernels(self.image_encoder)
         self.global_pooling = keras.layers.GlobalAveragePooling2D(
             dtype=dtype, name="global_pooling"
         )

@@ -7,7 +7,7 @@ import keras_hub
 from keras import ops
 
 from bimer_tf.layers import ChannelSpatialAttention
-from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
+from bimer_tf.models.imagenet_weights import resolve_imagenet_weights, set_batch_norm_momentum
 
 # Per-channel means (B, G, R) of ImageNet that the "caffe" preprocessing of
 # `keras.applications.resnet50.preprocess_input` subtracts.
@@ -155,10 +155,13 @@ class SpeechResNet50CRNNBackbone(keras_hub.models.Backbone):
             input_shape=(None, n_mels, channels),
             name="resnet50",
         )
+        set_batch_norm_momentum(self.image_encoder)
         self.reduce_conv = keras.layers.Conv2D(
             conv_filters, 3, padding="same", use_bias=False, dtype=dtype, name="reduce_conv"
         )
-        self.reduce_norm = keras.layers.BatchNormalization(dtype=dtype, name="reduce_norm")
+        self.reduce_norm = keras.layers.BatchNormalization(
+            momentum=0.9, dtype=dtype, name="reduce_norm"
+        )
         self.reduce_activation = keras.layers.ReLU(dtype=dtype, name="reduce_activation")
         self.spatial_attention = ChannelSpatialAttention(dtype=dtype, name="spatial_attention")
         reduced_mels = self.image_encoder.output.shape[2]
