@@ -14,6 +14,7 @@ import keras_hub
 
 from bimer_tf.errors import InputError
 from bimer_tf.models.bimer_classifier import BiMERClassifier
+from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
 from bimer_tf.models.mm_emor_classifier import MMEMORClassifier
 from bimer_tf.models.presets import resolve_text_preset
 from bimer_tf.models.ser_classifier import SERClassifier
@@ -69,7 +70,6 @@ def _resnet_crnn_at_backbone(config) -> keras.Model:
 
 
 def _resnet50_crnn_at_backbone(config) -> keras.Model:
-    from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
     speech = config.model.speech
     return SpeechResNet50CRNNBackbone(
         weights=resolve_imagenet_weights(speech.weights, "resnet50"),
@@ -87,7 +87,6 @@ def _resnet50_crnn_at_backbone(config) -> keras.Model:
 
 
 def _mobilenet_backbone(config) -> keras.Model:
-    from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
     speech = config.model.speech
     return SpeechMobileNetBackbone(
         weights=resolve_imagenet_weights(speech.weights, "mobilenet", alpha=speech.mobilenet_alpha),
