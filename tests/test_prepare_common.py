@@ -26,6 +26,10 @@ def small_corpora(tmp_path_factory) -> dict[str, Path]:
     for name in ("03-01-01-01-01-01-03", "03-01-02-01-01-01-03", "03-01-05-02-02-01-03"):
         soundfile.write(ravdess / f"{name}.wav", synth_tone(0.2), 16000, subtype="PCM_16")
     (ravdess / "03-01-04-01-01-01-03.wav").write_bytes(b"")
+    emodb = base / "emodb" / "wav"
+    emodb.mkdir(parents=True)
+    for name in ("03a01Wa", "03a01Lb", "03a01Qa"):  # angry, bored, an unknown emotion code
+        soundfile.write(emodb / f"{name}.wav", synth_tone(0.2), 16000, subtype="PCM_16")
     tweets = base / "tweeteval" / "emotion"
     tweets.mkdir(parents=True)
     (tweets / "mapping.txt").write_text("0\tanger\n1\tjoy")
@@ -33,6 +37,7 @@ def small_corpora(tmp_path_factory) -> dict[str, Path]:
         (tweets / f"{split}_text.txt").write_text("so happy today\nugh\n\n")
         (tweets / f"{split}_labels.txt").write_text("1\n0\n1\n")
     return {
+        "emodb": base / "emodb",
         "iemocap": FIXTURES / "iemocap",
         "meld": FIXTURES / "meld",
         "ravdess": base / "ravdess",

@@ -1,5 +1,6 @@
 """Corpus preparation: a manifest, the official split and a report from a corpus folder.
 
+    python -m bimer_tf.data.prepare emodb --root ../shared/corpora/emodb --out data/emodb
     python -m bimer_tf.data.prepare iemocap --root IEMOCAP_full_release --out data/iemocap
     python -m bimer_tf.data.prepare meld --root MELD.Raw --out data/meld
     python -m bimer_tf.data.prepare ravdess --root ../shared/corpora/ravdess4 --out data/ravdess
@@ -50,6 +51,7 @@ from bimer_tf.data.corpora import (
     DUPLICATE_ID,
     CorpusListing,
     Utterance,
+    emodb,
     iemocap,
     meld,
     ravdess,
@@ -85,6 +87,7 @@ def _reader(module, read) -> CorpusReader:
 
 
 READERS = {
+    "emodb": _reader(emodb, emodb.read_emodb),
     "iemocap": _reader(iemocap, iemocap.read_iemocap),
     "meld": _reader(meld, meld.read_meld),
     "ravdess": _reader(ravdess, ravdess.read_ravdess),
