@@ -1,10 +1,12 @@
 """Experiment configuration: nested dataclasses, YAML overrides, `--set`.
 
-Defaults live in the dataclasses below and nowhere else. A YAML file in
-`configs/` holds only the values it changes; `--set a.b=value` overrides one
-field on top (the value is parsed as YAML, so `--set trainer.epochs=3` gives an
-int and `--set data.labels=[a,b]` a list). Unknown keys are an error that
-names the key. The resolved config is written to the run directory.
+Defaults live in the dataclasses below and nowhere else. A YAML file (the
+`train.py --model NAME` defaults in `bimer_tf/default_configs/`, the corpus
+recipes in the repository's `configs/`) holds only the values it changes;
+`--set a.b=value` overrides one field on top (the value is parsed as YAML, so
+`--set trainer.epochs=3` gives an int and `--set data.labels=[a,b]` a list).
+Unknown keys are an error that names the key. The resolved config is written
+to the run directory.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import yaml
 
 from bimer_tf.errors import InputError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "configs"
+# The `train.py --model NAME` defaults ship inside the package (package data),
+# so an installed bimer_tf finds them without the repository.
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent / "default_configs"
 
 
 @dataclass
@@ -213,9 +216,9 @@ class ExperimentConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
-# `train.py --model NAME` reads configs/NAME.yaml, which runs offline on the
-# demo corpus on a CPU. NAME -> (model.type, model.speech.type, model.text.type,
-# description); None where the name does not fix that branch.
+# `train.py --model NAME` reads bimer_tf/default_configs/NAME.yaml, which runs
+# offline on the demo corpus on a CPU. NAME -> (model.type, model.speech.type,
+# model.text.type, description); None where the name does not fix that branch.
 MODELS = {
     "bimer": ("bimer", None, "bert", "BiMER: spectrogram CNN speech + BERT text, concatenated (demo: ResNet-CRNN+AT)"),
     "bimer_whisper": ("bimer", "whisper", "bert", "BiMER fusion over a pretrained Whisper encoder + BERT"),
@@ -309,10 +312,10 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def model_config_file(model: str) -> Path:
-    """configs/<model>.yaml for a `train.py --model` name."""
+    """bimer_tf/default_configs/<model>.yaml for a `train.py --model` name."""
     if model not in MODELS:
         raise InputError(f"unknown model '{model}'; choose one of: {', '.join(MODELS)}")
-    return CONFIG_DIR / f"{model}.yaml"
+    return DEFAULT_CONFIG_DIR / f"{model}.yaml"
 
 
 def load_config(
@@ -323,7 +326,7 @@ def load_config(
     """Defaults <- config file (or the model's own file) <- --set overrides.
 
     With both a file and a `model` name (`train.py --model bimer --config
-    configs/paper/bimer.yaml`) the file is used and must describe that model.
+    configs/iemocap/bimer.yaml`) the file is used and must describe that model.
     """
     config = ExperimentConfig()
     if model is not None:

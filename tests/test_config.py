@@ -5,23 +5,28 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from bimer_tf.config import (
-    CONFIG_DIR,
+    DEFAULT_CONFIG_DIR,
     MODELS,
-    REPO_ROOT,
     AudioConfig,
     ExperimentConfig,
     from_dict,
     load_config,
+    model_config_file,
     parse_set,
     save_config,
     to_dict,
 )
 from bimer_tf.errors import InputError
+
+from conftest import REPO_ROOT
+
+RECIPES = REPO_ROOT / "configs"  # the corpus recipes (not installed with the package)
 
 
 def _write_yaml(tmp_path, data, name="config.yaml"):
@@ -64,18 +69,34 @@ def test_empty_yaml_file_gives_defaults(tmp_path):
     assert load_config(path) == ExperimentConfig()
 
 
-SHIPPED_CONFIGS = sorted(p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
+SHIPPED_CONFIGS = sorted(
+    [p.relative_to(REPO_ROOT).as_posix() for p in RECIPES.rglob("*.yaml")]
+    + [f"bimer_tf/default_configs/{p.name}" for p in DEFAULT_CONFIG_DIR.glob("*.yaml")]
+)
 
 
 @pytest.mark.parametrize("name", SHIPPED_CONFIGS)
 def test_shipped_configs_load(name):
-    config = load_config(CONFIG_DIR / name)
+    config = load_config(REPO_ROOT / name)
     # Each file sets its own name, so loading it must change something.
-    assert config.name == yaml.safe_load((CONFIG_DIR / name).read_text())["name"]
+    assert config.name == yaml.safe_load((REPO_ROOT / name).read_text())["name"]
+
+
+def test_model_defaults_ship_inside_the_package():
+    import configparser
+
+    import bimer_tf
+
+    # Found beside the package, so an installed bimer_tf trains without the repository...
+    assert model_config_file("bimer").parent == Path(bimer_tf.__file__).resolve().parent / "default_configs"
+    # ...and installed with it as package data.
+    setup = configparser.ConfigParser()
+    setup.read(REPO_ROOT / "setup.cfg")
+    assert setup["options.package_data"]["bimer_tf.default_configs"].strip() == "*.yaml"
 
 
 def test_every_model_name_has_a_config_that_matches_it():
-    assert set(MODELS) <= {p.stem for p in CONFIG_DIR.glob("*.yaml")}
+    assert set(MODELS) == {p.stem for p in DEFAULT_CONFIG_DIR.glob("*.yaml")}
     for name, (task, speech, text, _) in MODELS.items():
         config = load_config(model=name)
         assert config.model.type == task
@@ -85,15 +106,17 @@ def test_every_model_name_has_a_config_that_matches_it():
         assert config.data.manifest is None
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (CONFIG_DIR / "paper").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in (RECIPES / "iemocap").glob("*.yaml")))
 def test_paper_configs_say_where_their_values_come_from(name):
-    header = (CONFIG_DIR / "paper" / name).read_text().split("\nname:")[0]
+    header = (RECIPES / "iemocap" / name).read_text().split("\nname:")[0]
     assert header.startswith("# ") and ("2025" in header or "2023" in header)
-    assert "python train.py --model" in header
+    assert "configs/iemocap/README.md" in header
+    # The recipe README gives the value sources and the command that trains it.
+    assert f"--config configs/iemocap/{name}" in (RECIPES / "iemocap" / "README.md").read_text()
 
 
 def test_paper_config_values():
-    config = load_config(CONFIG_DIR / "paper" / "bimer.yaml")
+    config = load_config(RECIPES / "iemocap" / "bimer.yaml")
     assert config.name == "bimer-paper"
     assert config.text.preset == "bert_base_en_uncased"
     assert config.model.speech.type == "resnet50_crnn_at"
@@ -105,16 +128,16 @@ def test_paper_config_values():
 def test_model_name_uses_its_default_file():
     config = load_config(model="bimer")
     assert config.name == "bimer-demo"
-    assert config == load_config(CONFIG_DIR / "bimer.yaml")
+    assert config == load_config(DEFAULT_CONFIG_DIR / "bimer.yaml")
     assert config.model.type == "bimer"
     assert config.model.text.trainable is False  # set by bimer.yaml, not a default
 
 
 def test_model_name_with_a_config_file_must_match_it():
-    config = load_config(CONFIG_DIR / "paper" / "bimer.yaml", model="bimer")
+    config = load_config(RECIPES / "iemocap" / "bimer.yaml", model="bimer")
     assert config.name == "bimer-paper"
     with pytest.raises(InputError, match=r"--model ser_whisper does not match .*model.type=bimer \(expected ser\)"):
-        load_config(CONFIG_DIR / "paper" / "bimer.yaml", model="ser_whisper")
+        load_config(RECIPES / "iemocap" / "bimer.yaml", model="ser_whisper")
     # An explicit --set may still change a branch.
     config = load_config(model="bimer", overrides=["model.speech.type=resnet_cnn"])
     assert config.model.speech.type == "resnet_cnn"
@@ -294,7 +317,7 @@ def test_freq_mask_widths_are_checked_against_n_mels():
 
 def test_save_and_reload_gives_an_equal_config(tmp_path):
     config = load_config(
-        CONFIG_DIR / "paper" / "bimer.yaml",
+        RECIPES / "iemocap" / "bimer.yaml",
         ["audio.fmax=7600.5", "data.fold=session1", "audio.channels=3", "name=round trip"],
     )
     path = tmp_path / "resolved.yaml"

@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-from bimer_tf.config import MODELS, REPO_ROOT, load_config
+from bimer_tf.config import MODELS, load_config
 from bimer_tf.serving import METADATA_FILE, export_run, load_saved_model
 
-from conftest import TINY_LABELS, tiny_overrides
+from conftest import REPO_ROOT, TINY_LABELS, tiny_overrides
 
 WHISPER_TINY = [
     "model.speech.whisper_source=whisper-tiny-offline",
