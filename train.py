@@ -1,9 +1,8 @@
 """Train an emotion recognition model (speech, text or both) and evaluate it.
 
-    python train.py --model bimer                      # demo corpus, configs/bimer.yaml
+    python train.py --model bimer                      # demo corpus, bimer_tf/default_configs/bimer.yaml
     python train.py --model ser_whisper --set trainer.epochs=5
-    python train.py --model bimer --config configs/paper/bimer.yaml \
-        --set data.manifest=data/iemocap/manifest.jsonl --output runs/iemocap
+    python train.py --model bimer --config configs/iemocap/bimer.yaml --output runs/iemocap
 
 Writes runs/<name>/: config.yaml, data_report.json, checkpoints/best.keras
 (selected on validation UA), tensorboard/ (watch with
@@ -29,7 +28,8 @@ def main(argv=None):
     models = "\n".join(f"  {name:<22}{description}" for name, (*_, description) in MODELS.items())
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
-        epilog=f"models (--model NAME reads configs/NAME.yaml; on the demo corpus, offline but ter_roberta):\n{models}",
+        epilog="models (--model NAME reads bimer_tf/default_configs/NAME.yaml; on the demo corpus, "
+        f"offline but ter_roberta; corpus recipes are in configs/):\n{models}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

@@ -2,8 +2,8 @@
 
     python benchmarks/model_family.py [--models bimer,ser_whisper] [--epochs 2] [--out runs/bench]
 
-Trains each model's demo config (configs/NAME.yaml, the demo corpus) for
-`--epochs` epochs through `train.py` itself and prints one JSON line per
+Trains each model's demo config (bimer_tf/default_configs/NAME.yaml, the demo
+corpus) for `--epochs` epochs through `train.py` itself and prints one JSON line per
 model: parameters of the trained model (and of a frozen encoder that runs in
 the front end), the time from start to the end of the first epoch (which fills the feature cache) and
 the mean of the later epochs (steady state), read from the run's TensorBoard

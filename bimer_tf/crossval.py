@@ -1,6 +1,6 @@
 """Cross-validation: train and evaluate every fold of a config's splits.
 
-    python -m bimer_tf.crossval --config configs/ravdess.yaml [--set k=v ...] \
+    python -m bimer_tf.crossval --config configs/ravdess/ser_whisper.yaml [--set k=v ...] \
         [--output runs/<name>-cv] [--folds fold1,fold2]
 
 Each fold is one training run (`data.fold` set) in `<output>/<fold>/`, in its
@@ -200,7 +200,9 @@ def main(argv=None):
     parser.add_argument("--folds", metavar="A,B", help="only these folds (default: all in splits.json)")
     args = parser.parse_args(argv)
     if args.config is None:
-        raise InputError("--config is required: the experiment to cross-validate, e.g. configs/ravdess.yaml")
+        raise InputError(
+            "--config is required: the experiment to cross-validate, e.g. configs/ravdess/ser_whisper.yaml"
+        )
 
     from bimer_tf.training.data import splits_path
 
