@@ -89,7 +89,8 @@ def test_model_defaults_ship_inside_the_package():
 
     # Found beside the package, so an installed bimer_tf trains without the repository...
     assert model_config_file("bimer").parent == Path(bimer_tf.__file__).resolve().parent / "default_configs"
-    # ...and installed with it as package data.
+    # ...and installed with it as package data (of a package: it needs an __init__.py).
+    assert (model_config_file("bimer").parent / "__init__.py").is_file()
     setup = configparser.ConfigParser()
     setup.read(REPO_ROOT / "setup.cfg")
     assert setup["options.package_data"]["bimer_tf.default_configs"].strip() == "*.yaml"
