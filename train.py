@@ -28,8 +28,8 @@ def main(argv=None):
     models = "\n".join(f"  {name:<22}{description}" for name, (*_, description) in MODELS.items())
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
-        epilog="models (--model NAME reads bimer_tf/default_configs/NAME.yaml; on the demo corpus, "
-        f"offline but ter_roberta; corpus recipes are in configs/):\n{models}",
+        epilog="models (--model NAME reads bimer_tf/default_configs/NAME.yaml: the demo corpus, offline\n"
+        f"but ter_roberta; the corpus recipes are in configs/):\n{models}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
