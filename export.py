@@ -11,7 +11,7 @@ the Keras model within 1e-4. Serve it with
 
 import argparse
 
-from bimer_tf.quiet import quiet_startup
+from bimer_tf.cli import quiet_startup
 
 quiet_startup()  # before anything imports TensorFlow
 

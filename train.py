@@ -14,7 +14,7 @@ command plus `--resume`.
 import argparse
 import os
 
-from bimer_tf.quiet import quiet_startup
+from bimer_tf.cli import quiet_startup
 
 quiet_startup()  # before anything imports TensorFlow
 

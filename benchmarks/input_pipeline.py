@@ -3,7 +3,7 @@
     python benchmarks/input_pipeline.py [--manifest M] [--batch-size 16] [--utterances 2000]
     python benchmarks/input_pipeline.py --paper-style 40   # also time the paper's image path
 
-Prints one JSON line. The dataset is built by `bimer_tf.data.pipeline` with
+Prints one JSON line. The dataset is built by `bimer_tf.pipeline.dataset` with
 caching off, so every utterance is read and decoded from disk each pass. The
 default manifest is the demo corpus. `--paper-style N` times the BiMER
 paper's feature path on N clips for comparison: librosa log-mel -> viridis
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bimer_tf.quiet import quiet_startup  # noqa: E402
+from bimer_tf.cli import quiet_startup  # noqa: E402
 
 quiet_startup()  # before anything imports TensorFlow
 
@@ -67,8 +67,8 @@ def main():
 
     from bimer_tf.config import load_config
     from bimer_tf.data.manifest import read_manifest
-    from bimer_tf.data.pipeline import build_dataset, make_spec_augment, validate_rows
-    from bimer_tf.frontend import AudioFrontend
+    from bimer_tf.pipeline.dataset import build_dataset, make_spec_augment, validate_rows
+    from bimer_tf.pipeline.frontend import AudioFrontend
 
     config = load_config(args.config)
     if args.manifest is None:

@@ -46,9 +46,10 @@ def parameter_counts(run_dir: Path, config) -> dict:
         "trainable_params": int(sum(keras.ops.size(w) for w in model.trainable_weights)),
     }
     if config.model.type != "ter" and config.model.speech.type == "whisper":
-        from bimer_tf.models.whisper_branch import whisper_encoder_parts
+        from bimer_tf.pretrained.whisper_branch import whisper_encoder_parts
 
-        bottom, _, _ = whisper_encoder_parts(config.model.speech)
+        whisper = config.model.speech.whisper
+        bottom, _, _ = whisper_encoder_parts(whisper.source, whisper.layers, whisper.trainable_layers)
         counts["frozen_front_end_params"] = int(bottom.count_params())
     return counts
 

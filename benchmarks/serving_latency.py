@@ -36,7 +36,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bimer_tf.quiet import quiet_startup  # noqa: E402
+from bimer_tf.cli import quiet_startup  # noqa: E402
 
 quiet_startup()
 
@@ -49,7 +49,7 @@ CLIP_SECONDS = 4.0
 
 def four_second_clip(path: str | None, sample_rate: int = 16000) -> tuple[bytes, str, str]:
     """(PCM16 WAV bytes of exactly 4 s, its sentence, where it came from)."""
-    from bimer_tf.data.wav import encode_pcm16, load_audio
+    from bimer_tf.audio.wav import encode_pcm16, load_audio
 
     n = int(CLIP_SECONDS * sample_rate)
     source = Path(path) if path else RAVDESS_CLIP
@@ -91,7 +91,7 @@ def time_calls(function, requests: int, warmup: int = 5) -> list[float]:
 def benchmark_saved_model(model_dir: str, batches, requests: int, wav: bytes, text: str, origin: str):
     import tensorflow as tf
 
-    from bimer_tf.serving import load_saved_model
+    from bimer_tf.serving.export_dir import load_saved_model
 
     serve, _ = load_saved_model(model_dir)
     inputs = sorted(serve.structured_input_signature[1])
@@ -134,7 +134,7 @@ def profile_run(run_dir: str, batches, requests: int, wav: bytes, text: str):
 
     import bimer_tf.models  # noqa: F401  registers the model classes
     from bimer_tf.config import from_dict
-    from bimer_tf.frontend import build_speech_frontend
+    from bimer_tf.pipeline.frontend import build_speech_frontend
     from bimer_tf.models import build_text_preprocessor, task_modalities
     from bimer_tf.training import BEST_CHECKPOINT
 

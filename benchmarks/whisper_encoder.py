@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bimer_tf.quiet import quiet_startup  # noqa: E402
+from bimer_tf.cli import quiet_startup  # noqa: E402
 
 quiet_startup()  # before anything imports TensorFlow
 
@@ -31,7 +31,7 @@ def time_source(source, clip_seconds, repeats, warmup) -> dict:
     import tensorflow as tf
 
     from bimer_tf.layers.whisper_log_mel import WhisperLogMel
-    from bimer_tf.models.whisper_encoder import load_whisper_encoder, whisper_encoder_dims
+    from bimer_tf.pretrained.whisper_encoder import load_whisper_encoder, whisper_encoder_dims
 
     start = time.perf_counter()
     encoder = load_whisper_encoder(source)

@@ -112,7 +112,8 @@ TINY_TEXTS = {
 
 
 def tiny_overrides(manifest, preset) -> list[str]:
-    """`--set` overrides for a model and front end small enough for a CPU test."""
+    """`--set` overrides for a model and front end small enough for a CPU test
+    (the speech sizes are those of the default `resnet_crnn_at` backbone)."""
     return [
         f"data.manifest={manifest}",
         "data.batch_size=4",
@@ -121,12 +122,12 @@ def tiny_overrides(manifest, preset) -> list[str]:
         "audio.n_fft=256",
         "audio.hop_length=128",
         "spec_augment.freq_mask_widths=[2,4]",
-        "model.speech.stage_widths=[4,8]",
-        "model.speech.gru_units=4",
-        "model.speech.attention_units=4",
-        "model.speech.transformer_heads=2",
-        "model.speech.transformer_intermediate_dim=8",
-        "model.speech.feature_dim=8",
+        "model.speech.resnet_crnn_at.stage_widths=[4,8]",
+        "model.speech.resnet_crnn_at.gru_units=4",
+        "model.speech.resnet_crnn_at.attention_units=4",
+        "model.speech.resnet_crnn_at.transformer_heads=2",
+        "model.speech.resnet_crnn_at.transformer_intermediate_dim=8",
+        "model.speech.resnet_crnn_at.feature_dim=8",
         "model.text.feature_dim=8",
         f"text.preset={preset}",
         "text.sequence_length=16",
@@ -182,6 +183,6 @@ def tiny_run(tiny_corpus, tiny_bert_preset, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run, tmp_path_factory) -> Path:
-    from bimer_tf.serving import export_run
+    from bimer_tf.serving.export import export_run
 
     return export_run(tiny_run, tmp_path_factory.mktemp("export") / "bimer")

@@ -351,7 +351,7 @@ class FakeTFServing(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, saved_model, name="bimer"):
-        from bimer_tf.serving import load_saved_model
+        from bimer_tf.serving.export_dir import load_saved_model
 
         self.serve, _ = load_saved_model(saved_model)
         self.name = name
@@ -479,7 +479,7 @@ def speech_clip(tmp_path_factory) -> tuple[Path, str]:
         return RAVDESS_CLIP, SENTENCE
     if shutil.which("espeak-ng") is None:
         pytest.skip(f"no speech clip: neither {RAVDESS_CLIP} nor espeak-ng (apt-get install espeak-ng)")
-    from bimer_tf.data.wav import convert_audio
+    from bimer_tf.audio.wav import convert_audio
 
     folder = tmp_path_factory.mktemp("speech")
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(folder / "raw.wav"), SENTENCE + "."], check=True)
@@ -488,7 +488,7 @@ def speech_clip(tmp_path_factory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="session")
 def recognizer():
-    from bimer_tf.asr import load_recognizer
+    from bimer_tf.audio.asr import load_recognizer
 
     try:
         return load_recognizer("whisper-tiny-offline")
@@ -524,7 +524,7 @@ def test_offline_recognizers_never_download(monkeypatch, source):
     import faster_whisper.transcribe
     import tokenizers
 
-    from bimer_tf.asr import SpeechRecognizer
+    from bimer_tf.audio.asr import SpeechRecognizer
 
     def no_network(*args, **kwargs):
         raise AssertionError("an offline recognizer tried to download")
@@ -541,7 +541,7 @@ def test_offline_recognizers_never_download(monkeypatch, source):
 def test_an_online_model_without_network_fails_with_the_choices(monkeypatch):
     import faster_whisper.transcribe
 
-    from bimer_tf.asr import SpeechRecognizer
+    from bimer_tf.audio.asr import SpeechRecognizer
 
     def offline(*args, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co'")
@@ -552,7 +552,7 @@ def test_an_online_model_without_network_fails_with_the_choices(monkeypatch):
 
 
 def test_recognizer_is_loaded_once_per_process(recognizer):
-    from bimer_tf.asr import load_recognizer
+    from bimer_tf.audio.asr import load_recognizer
 
     assert load_recognizer("whisper-tiny-offline") is recognizer
     assert load_recognizer("none") is None
@@ -593,7 +593,7 @@ def start_app(model_dir, *options, port=None, timeout=240):
     """`python -m bimer_tf.app` in a subprocess; returns (process, base URL) once it is ready."""
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bimer_tf.app", "--model", str(model_dir), "--port", str(port), *map(str, options)],
+        [sys.executable, "-m", "bimer_tf.app", "--saved-model", str(model_dir), "--port", str(port), *map(str, options)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
@@ -633,16 +633,16 @@ def test_the_command_rejects_bad_arguments_with_exit_2(tmp_path, tiny_export):
 
     done = run("--help")
     assert done.returncode == 0
-    for option in ("--model", "--asr", "--serving-url", "--host", "--port", "--max-upload-mb", "--max-duration-s", "--threads"):
+    for option in ("--saved-model", "--asr", "--serving-url", "--host", "--port", "--max-upload-mb", "--max-duration-s", "--threads"):
         assert option in done.stdout
-    done = run("--model", tmp_path, "--asr", "none")
+    done = run("--saved-model", tmp_path, "--asr", "none")
     assert done.returncode == 2 and "not a SavedModel version folder" in done.stderr
     assert "Traceback" not in done.stderr
-    done = run("--model", tmp_path, "--port", "70000")
+    done = run("--saved-model", tmp_path, "--port", "70000")
     assert done.returncode == 2 and "not a TCP port" in done.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        done = run("--model", tiny_export, "--asr", "none", "--port", busy.getsockname()[1])
+        done = run("--saved-model", tiny_export, "--asr", "none", "--port", busy.getsockname()[1])
     assert done.returncode == 2 and "cannot listen on 127.0.0.1:" in done.stderr and "choose another --port" in done.stderr
     assert "Traceback" not in done.stderr

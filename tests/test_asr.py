@@ -46,8 +46,8 @@ def words(text: str) -> list[str]:
 
 
 def transcribe_all(source: str, clips):
-    from bimer_tf.asr import load_recognizer
-    from bimer_tf.data.wav import load_audio
+    from bimer_tf.audio.asr import load_recognizer
+    from bimer_tf.audio.wav import load_audio
     from bimer_tf.errors import InputError
 
     try:

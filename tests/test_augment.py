@@ -11,7 +11,7 @@ import soundfile
 from conftest import synth_tone
 
 from bimer_tf.cli import run_main
-from bimer_tf.data.augment import (
+from bimer_tf.data.augment_audio import (
     METHODS,
     AugmentSettings,
     PlannedClip,

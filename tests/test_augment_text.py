@@ -27,7 +27,7 @@ UNRELATED = "The recipe needs two cups of flour."
 
 @pytest.fixture(scope="module")
 def embedder():
-    from bimer_tf.models.sentence_embedder import SentenceEmbedder
+    from bimer_tf.pretrained.sentence_embedder import SentenceEmbedder
 
     return SentenceEmbedder()
 
@@ -263,7 +263,7 @@ def train_manifest(tmp_path):
 
 def test_cli_writes_manifest_and_report(train_manifest, tmp_path, embedder, monkeypatch, capsys):
     # Reuse the module's embedder instead of loading MiniLM a second time.
-    monkeypatch.setattr("bimer_tf.models.sentence_embedder.SentenceEmbedder", lambda preset: embedder)
+    monkeypatch.setattr("bimer_tf.pretrained.sentence_embedder.SentenceEmbedder", lambda preset: embedder)
     out = tmp_path / "balanced"
     argv = ["--manifest", str(train_manifest), "--out", str(out), "--target", "3", "--min-similarity", "0.5"]
     assert run_main(augment_text.main, argv) == 0
@@ -288,7 +288,7 @@ def test_cli_writes_manifest_and_report(train_manifest, tmp_path, embedder, monk
     ],
 )
 def test_cli_bad_input_exits_2(train_manifest, tmp_path, extra, message, embedder, monkeypatch, capsys):
-    monkeypatch.setattr("bimer_tf.models.sentence_embedder.SentenceEmbedder", lambda preset: embedder)
+    monkeypatch.setattr("bimer_tf.pretrained.sentence_embedder.SentenceEmbedder", lambda preset: embedder)
     argv = ["--manifest", str(train_manifest), "--out", str(tmp_path / "out"), "--target", "3", *extra]
     assert run_main(augment_text.main, argv) == 2
     assert message in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 
 from bimer_tf.cli import run_main
 from bimer_tf.config import load_config
-from bimer_tf.crossval import fold_config, fold_status, main
+from bimer_tf.evaluation.crossval import fold_config, fold_status, main
 from bimer_tf.data.manifest import Fold, read_manifest, write_manifest, write_splits
 from conftest import REPO_ROOT, tiny_overrides
 

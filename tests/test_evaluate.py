@@ -10,7 +10,7 @@ import pytest
 
 from bimer_tf.cli import run_main
 from bimer_tf.data.manifest import read_manifest, write_manifest
-from bimer_tf.evaluate import main, map_labels, parse_label_map
+from bimer_tf.evaluation.evaluate import main, map_labels, parse_label_map
 from bimer_tf.errors import InputError
 from conftest import REPO_ROOT
 
@@ -109,13 +109,13 @@ def test_cli_exit_code_and_message(tiny_run, tiny_corpus):
 def test_not_a_run_or_model(tmp_path, tiny_corpus, capsys):
     assert evaluate("--run", tmp_path, "--manifest", tiny_corpus) == 2
     assert "is not a finished run" in capsys.readouterr().err
-    assert evaluate("--model", tmp_path, "--manifest", tiny_corpus) == 2
+    assert evaluate("--saved-model", tmp_path, "--manifest", tiny_corpus) == 2
     assert "is not a SavedModel version folder" in capsys.readouterr().err
 
 
 def test_saved_model_matches_the_run(tiny_export, tiny_run, tiny_corpus, tmp_path):
     served, checkpoint = tmp_path / "served", tmp_path / "checkpoint"
-    assert evaluate("--model", tiny_export, "--manifest", tiny_corpus, "--split", "test", "--output", served) == 0
+    assert evaluate("--saved-model", tiny_export, "--manifest", tiny_corpus, "--split", "test", "--output", served) == 0
     assert evaluate("--run", tiny_run, "--manifest", tiny_corpus, "--split", "test", "--output", checkpoint) == 0
     report = read_eval(served)
     assert report["model"] == str(tiny_export)

@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 
 from bimer_tf.errors import InputError
-from bimer_tf.serving import METADATA_FILE, export_run, load_saved_model, synthetic_wav
+from bimer_tf.audio.wav import synthetic_wav
+from bimer_tf.serving.export import export_run
+from bimer_tf.serving.export_dir import METADATA_FILE, load_saved_model
 
 from conftest import TINY_LABELS, TINY_TEXTS, synth_tone
 

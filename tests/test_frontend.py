@@ -18,7 +18,7 @@ from conftest import synth_tone
 from matplotlib import colormaps
 
 from bimer_tf.config import AudioConfig
-from bimer_tf.frontend import AudioFrontend, decode_wav, fit_length, trim_silence
+from bimer_tf.pipeline.frontend import AudioFrontend, decode_wav, fit_length, trim_silence
 from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
 from bimer_tf.layers.spec_augment import SpecAugment
 

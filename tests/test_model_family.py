@@ -14,29 +14,33 @@ import numpy as np
 import pytest
 
 from bimer_tf.config import MODELS, load_config
-from bimer_tf.serving import METADATA_FILE, export_run, load_saved_model
+from bimer_tf.serving.export import export_run
+from bimer_tf.serving.export_dir import METADATA_FILE, load_saved_model
 
 from conftest import REPO_ROOT, TINY_LABELS, tiny_overrides
 
 WHISPER_TINY = [
-    "model.speech.whisper_source=whisper-tiny-offline",
-    "model.speech.attention_units=4",
-    "model.speech.feature_dim=8",
+    "model.speech.whisper.source=whisper-tiny-offline",
+    "model.speech.whisper.attention_units=4",
+    "model.speech.whisper.feature_dim=8",
 ]
-IMAGE_TINY = ["audio.channels=3", "model.speech.feature_dim=8"]
-MOBILENET_TINY = IMAGE_TINY + ["audio.chroma=true", "model.speech.mobilenet_alpha=0.25"]
+IMAGE_TINY = ["audio.channels=3"]
+MOBILENET_TINY = IMAGE_TINY + [
+    "audio.chroma=true", "model.speech.mobilenet.alpha=0.25", "model.speech.mobilenet.feature_dim=8",
+]
 RESNET50_TINY = IMAGE_TINY + [
-    "model.speech.conv_filters=8",
-    "model.speech.gru_units=4",
-    "model.speech.transformer_heads=2",
-    "model.speech.transformer_intermediate_dim=8",
+    "model.speech.resnet50_crnn_at.conv_filters=8",
+    "model.speech.resnet50_crnn_at.gru_units=4",
+    "model.speech.resnet50_crnn_at.transformer_heads=2",
+    "model.speech.resnet50_crnn_at.transformer_intermediate_dim=8",
+    "model.speech.resnet50_crnn_at.feature_dim=8",
 ]
 # Sizes on top of conftest.tiny_overrides for each model name.
 TINY_MODEL_OVERRIDES = {
     "bimer": [],
     "bimer_whisper": WHISPER_TINY,
     "mm_emor": MOBILENET_TINY + ["model.head_units=8"],
-    "ser_resnet_cnn": ["model.speech.stage_widths=[4,8]"],
+    "ser_resnet_cnn": ["model.speech.resnet_cnn.stage_widths=[4,8]"],
     "ser_resnet_crnn_at": [],
     "ser_resnet50_crnn_at": RESNET50_TINY,
     "ser_mobilenet": MOBILENET_TINY,

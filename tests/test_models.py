@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from bimer_tf.config import ExperimentConfig
+from bimer_tf.config import ExperimentConfig, ResNetCRNNATConfig
 from bimer_tf.errors import InputError
 from bimer_tf.models import (
     BiMERClassifier,
@@ -36,8 +36,7 @@ def tiny_config(text_preset: str, **text_model) -> ExperimentConfig:
     config.audio.n_mels = N_MELS
     config.text.preset = text_preset
     config.text.sequence_length = 12
-    for key, value in TINY_SPEECH.items():
-        setattr(config.model.speech, key, value)
+    config.model.speech.resnet_crnn_at = ResNetCRNNATConfig(**TINY_SPEECH)
     config.model.text.feature_dim = 8
     for key, value in text_model.items():
         setattr(config.model.text, key, value)

@@ -10,9 +10,9 @@ from conftest import synth_tone
 
 from bimer_tf.config import AudioConfig, SpecAugmentConfig
 from bimer_tf.data.manifest import make_row
-from bimer_tf.data.pipeline import build_dataset, make_spec_augment, validate_rows
+from bimer_tf.pipeline.dataset import build_dataset, make_spec_augment, validate_rows
 from bimer_tf.errors import InputError
-from bimer_tf.frontend import AudioFrontend
+from bimer_tf.pipeline.frontend import AudioFrontend
 from bimer_tf.layers.spec_augment import SpecAugment
 
 SR = 16000

@@ -21,7 +21,7 @@ from bimer_tf.data.corpora import iemocap
 from bimer_tf.data.corpora.iemocap import expected_counts, read_iemocap
 from bimer_tf.data.manifest import read_manifest
 from bimer_tf.data.prepare import AudioJob, prepare, prepare_audio
-from bimer_tf.data.wav import check_wav, convert_audio
+from bimer_tf.audio.wav import check_wav, convert_audio
 from bimer_tf.errors import InputError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "iemocap"

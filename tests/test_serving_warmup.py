@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bimer_tf.serving import SIGNATURE, load_saved_model
-from bimer_tf.serving_warmup import (
-    BATCH_SIZES,
-    WARMUP_FILE,
-    read_warmup_requests,
-    signature_input_names,
-    warmup_requests,
-)
+from bimer_tf.serving.export_dir import SIGNATURE, WARMUP_FILE, load_saved_model, signature_input_names
+from bimer_tf.serving.warmup import BATCH_SIZES, read_warmup_requests, warmup_requests
 
 from conftest import TINY_LABELS
 

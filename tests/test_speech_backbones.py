@@ -1,11 +1,17 @@
 """The other speech backbones: ResNet-CNN, ResNet50-CRNN+AT, MobileNet.
 
+First, what holds for every speech backbone: its `model.speech` config
+section and its builder in `SPEECH_BACKBONE_BUILDERS`.
+
 Also their parts: `ChannelSpatialAttention`, the chromagram of
 `LogMelSpectrogram(chroma=True)` (checked against librosa) and
 `resolve_imagenet_weights`, which must never reach the network here.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
 
 import keras
 import librosa
@@ -14,16 +20,19 @@ import pytest
 import tensorflow as tf
 from conftest import synth_tone
 
+from bimer_tf.config import SPEECH_TYPES, SpeechModelConfig
 from bimer_tf.errors import InputError
 from bimer_tf.layers import ChannelSpatialAttention
 from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
-from bimer_tf.models.imagenet_weights import imagenet_file, resolve_imagenet_weights
+from bimer_tf.pretrained.imagenet_weights import imagenet_file, resolve_imagenet_weights
 from bimer_tf.models.speech_mobilenet_backbone import SpeechMobileNetBackbone
 from bimer_tf.models.speech_resnet50_crnn_backbone import (
     CaffeImagePreprocessing,
     SpeechResNet50CRNNBackbone,
 )
+from bimer_tf.models import SPEECH_BACKBONE_BUILDERS, SpeechCRNNBackbone, SpeechWhisperBackbone
 from bimer_tf.models.speech_resnet_cnn_backbone import SpeechResNetCNNBackbone
+from bimer_tf.pretrained.whisper_branch import whisper_encoder_parts
 
 SR = 16000
 # ResNet50 and MobileNet need at least 32 x 32 inputs.
@@ -39,6 +48,32 @@ TINY_RESNET50 = dict(
     n_mels=IMAGE_BINS,
 )
 TINY_MOBILENET = dict(alpha=0.25, dropout=0.1, feature_dim=6, n_mels=IMAGE_BINS)
+
+
+# --- model.speech: one config section and one builder per backbone ----------
+
+
+def test_every_speech_type_has_a_builder():
+    assert set(SPEECH_BACKBONE_BUILDERS) == set(SPEECH_TYPES)
+
+
+@pytest.mark.parametrize(
+    "name, backbone",
+    [
+        ("resnet_cnn", SpeechResNetCNNBackbone),
+        ("resnet_crnn_at", SpeechCRNNBackbone),
+        ("resnet50_crnn_at", SpeechResNet50CRNNBackbone),
+        ("mobilenet", SpeechMobileNetBackbone),
+        ("whisper", SpeechWhisperBackbone),
+    ],
+)
+def test_config_sections_hold_constructor_arguments(name, backbone):
+    fields = {f.name for f in dataclasses.fields(getattr(SpeechModelConfig(), name))}
+    if name == "whisper":  # the encoder's settings load and split the pretrained encoder
+        encoder = set(inspect.signature(whisper_encoder_parts).parameters)
+        assert encoder <= fields
+        fields -= encoder
+    assert fields <= set(inspect.signature(backbone.__init__).parameters)
 
 
 def image(batch: int, frames: int, bins: int = IMAGE_BINS, channels: int = 3) -> np.ndarray:
@@ -344,7 +379,7 @@ def test_mobilenet_rejects_bad_arguments(overrides, message):
 
 
 def test_mobilenet_imagenet_alpha_must_exist(offline_keras_cache):
-    with pytest.raises(InputError, match="model.speech.alpha"):
+    with pytest.raises(InputError, match=r"model\.speech\.mobilenet\.alpha"):
         SpeechMobileNetBackbone(**{**TINY_MOBILENET, "alpha": 0.3}, weights="imagenet")
 
 
@@ -360,7 +395,7 @@ def test_resolve_local_and_missing_files(tmp_path):
     path = tmp_path / "weights.h5"
     path.write_bytes(b"")
     assert resolve_imagenet_weights(str(path), "mobilenet") == str(path)
-    with pytest.raises(InputError, match="model.speech.weights.*no weights file"):
+    with pytest.raises(InputError, match=r"model\.speech\.resnet50_crnn_at\.weights.*no weights file"):
         resolve_imagenet_weights(str(tmp_path / "missing.h5"), "resnet50")
 
 
@@ -380,7 +415,8 @@ def test_resolve_imagenet_offline(application, alpha, folder, file_name, offline
         resolve_imagenet_weights("imagenet", application, alpha=alpha)
     message = str(error.value)
     assert url in message
-    assert "--set model.speech.weights=" in message
+    section = "resnet50_crnn_at" if application == "resnet50" else "mobilenet"
+    assert f"--set model.speech.{section}.weights=" in message
     assert "no network" in message
     assert error.value.__cause__ is None and error.value.__suppress_context__
     assert calls == [url]
@@ -397,7 +433,7 @@ def test_backbones_report_offline_imagenet(offline_keras_cache):
         (SpeechResNet50CRNNBackbone, TINY_RESNET50),
         (SpeechMobileNetBackbone, TINY_MOBILENET),
     ]:
-        with pytest.raises(InputError, match=r"storage\.googleapis\.com.*model\.speech\.weights"):
+        with pytest.raises(InputError, match=r"storage\.googleapis\.com.*model\.speech\.\w+\.weights"):
             backbone(**arguments, weights="imagenet")
 
 

@@ -44,7 +44,7 @@ def _originals(speakers=("s1", "s2", "s3", "s4")):
 
 
 def _copies(rows):
-    """Every augmentation of every row, as `bimer_tf.data.augment` names them."""
+    """Every augmentation of every row, as `bimer_tf.data.augment_audio` names them."""
     return [
         {**row, "id": row["id"] + suffix, "origin": row["id"], "augmentation": method}
         for row in rows
@@ -249,7 +249,7 @@ def test_split_manifest_adds_copies_of_training_rows_only(tmp_path):
 def test_aug_manifest_may_hold_the_originals_it_balanced(tmp_path):
     """augment_text writes originals + copies; only the copies are new rows."""
     from bimer_tf.config import ExperimentConfig
-    from bimer_tf.training.data import resolve_data
+    from bimer_tf.training.run_data import resolve_data
 
     originals = _actor_rows()
     write_manifest(originals, tmp_path / "manifest.jsonl")

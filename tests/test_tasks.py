@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from bimer_tf.config import ExperimentConfig
+from bimer_tf.config import ExperimentConfig, ResNetCRNNATConfig
 from bimer_tf.errors import InputError
 from bimer_tf.layers import StatisticsPooling
 from bimer_tf.models import (
@@ -33,13 +33,13 @@ def tiny_config(task: str, text_preset: str, text_type: str = "bert") -> Experim
     config = ExperimentConfig()
     config.model.type = task
     config.audio.n_mels = N_MELS
+    config.spec_augment.freq_mask_widths = [2]  # a valid config: masks narrower than the mels
     config.text.preset = text_preset
     config.text.sequence_length = 12
     config.model.text.type = text_type
     config.model.text.feature_dim = 8
     config.model.head_units = 8
-    for key, value in TINY_SPEECH.items():
-        setattr(config.model.speech, key, value)
+    config.model.speech.resnet_crnn_at = ResNetCRNNATConfig(**TINY_SPEECH)
     return config
 
 
@@ -143,7 +143,7 @@ def test_statistics_pooling():
 
 @pytest.fixture(scope="module")
 def whisper_tiny_parts():
-    from bimer_tf.models.whisper_encoder import load_whisper_encoder, split_whisper_encoder
+    from bimer_tf.pretrained.whisper_encoder import load_whisper_encoder, split_whisper_encoder
 
     encoder = load_whisper_encoder("whisper-tiny-offline")
     return encoder, split_whisper_encoder(encoder, 1)
@@ -170,7 +170,7 @@ def test_whisper_backbone_with_a_fine_tuned_top_layer(whisper_tiny_parts, poolin
 
 
 def test_whisper_middle_layer_and_normalized_pooling(whisper_tiny_parts, tmp_path):
-    from bimer_tf.models.whisper_encoder import split_whisper_encoder
+    from bimer_tf.pretrained.whisper_encoder import split_whisper_encoder
 
     encoder, _ = whisper_tiny_parts
     log_mel = np.random.default_rng(3).random((2, 60, 80), dtype="float32")
@@ -195,17 +195,21 @@ def test_whisper_backbone_rejects_unknown_pooling():
 def test_whisper_trainable_layers_beyond_the_encoder():
     config = tiny_config("ser", "minilm-offline")
     config.model.speech.type = "whisper"
-    config.model.speech.whisper_source = "whisper-tiny-offline"
-    config.model.speech.whisper_trainable_layers = 5
-    with pytest.raises(InputError, match="whisper_trainable_layers=5 but whisper-tiny-offline has 4"):
+    whisper = config.model.speech.whisper
+    whisper.source = "whisper-tiny-offline"
+    whisper.trainable_layers = 5
+    with pytest.raises(InputError, match=r"whisper\.trainable_layers=5 but whisper-tiny-offline has 4"):
         build_model(config)
-    config.model.speech.whisper_trainable_layers = 0
-    config.model.speech.whisper_layers = 7
-    with pytest.raises(InputError, match="whisper_layers=7 but whisper-tiny-offline has 4"):
+    whisper.trainable_layers = 0
+    whisper.layers = 7
+    with pytest.raises(InputError, match=r"whisper\.layers=7 but whisper-tiny-offline has 4"):
         build_model(config)
 
 
 # --- model.init: BiMER from finished unimodal runs ---------------------------
+
+
+from bimer_tf.training.initialization import initialize_from_runs  # noqa: E402
 
 
 def test_bimer_starts_from_ser_and_ter_runs(tiny_bert_preset, tmp_path):
@@ -223,7 +227,7 @@ def test_bimer_starts_from_ser_and_ter_runs(tiny_bert_preset, tmp_path):
     config = tiny_config("bimer", tiny_bert_preset)
     config.model.init.speech = str(tmp_path / "ser")
     config.model.init.text = str(tmp_path / "ter")
-    bimer = build_model(config)
+    bimer = initialize_from_runs(build_model(config), config)
     pairs = ((bimer.speech_backbone, runs["ser"].speech_backbone), (bimer.text_backbone, runs["ter"].text_backbone))
     for ours, theirs in pairs:
         for a, b in zip(ours.get_weights(), theirs.get_weights()):
@@ -234,8 +238,8 @@ def test_model_init_errors(tiny_bert_preset, tmp_path):
     config = tiny_config("bimer", tiny_bert_preset)
     config.model.init.speech = str(tmp_path / "missing")
     with pytest.raises(InputError, match="model.init.speech=.*is not a finished run"):
-        build_model(config)
+        initialize_from_runs(build_model(config), config)
     config = tiny_config("ter", tiny_bert_preset)
     config.model.init.speech = str(tmp_path / "missing")
     with pytest.raises(InputError, match="a 'ter' model has no speech branch"):
-        build_model(config)
+        initialize_from_runs(build_model(config), config)

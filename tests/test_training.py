@@ -20,7 +20,7 @@ def test_run_directory_contract(tiny_run):
         assert (tiny_run / part).exists(), part
     config = from_dict(yaml.safe_load((tiny_run / "config.yaml").read_text()))
     assert isinstance(config, ExperimentConfig)
-    assert config.model.speech.stage_widths == [4, 8]  # the resolved config, overrides included
+    assert config.model.speech.resnet_crnn_at.stage_widths == [4, 8]  # the resolved config, overrides included
 
 
 def test_eval_json_fields(tiny_run):

@@ -14,7 +14,7 @@ import soundfile
 from conftest import REPO_ROOT, synth_tone
 
 from bimer_tf.cli import run_main
-from bimer_tf.data.wav import (
+from bimer_tf.audio.wav import (
     CONVERT_HINT,
     WavInfo,
     check_wav,
@@ -202,7 +202,7 @@ def test_cli_converts(tmp_path, write_wav, capsys):
 
 def _run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "bimer_tf.data.wav", *map(str, args)],
+        [sys.executable, "-m", "bimer_tf.audio.wav", *map(str, args)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

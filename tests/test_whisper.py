@@ -20,14 +20,14 @@ import keras  # noqa: E402
 from bimer_tf.errors import InputError  # noqa: E402
 from bimer_tf.layers.whisper_log_mel import WhisperLogMel  # noqa: E402
 from bimer_tf.models import whisper_presets  # noqa: E402
-from bimer_tf.models.ctranslate2_reader import dequantized, read_ctranslate2_model  # noqa: E402
-from bimer_tf.models.whisper_encoder import (  # noqa: E402
+from bimer_tf.pretrained.ctranslate2_reader import dequantized, read_ctranslate2_model  # noqa: E402
+from bimer_tf.pretrained.whisper_encoder import (  # noqa: E402
     load_whisper_encoder,
     split_whisper_encoder,
     whisper_encoder_dims,
     whisper_encoder_from_backbone,
 )
-from bimer_tf.models.whisper_presets import ctranslate2_model_dir  # noqa: E402
+from bimer_tf.pretrained.whisper_sources import ctranslate2_model_dir  # noqa: E402
 
 
 def _installed(package):

@@ -1,7 +1,7 @@
 """Serve the BiMER web application (the page and its JSON API) with waitress.
 
-    python -m bimer_tf.app --model export/bimer/1
-    python -m bimer_tf.app --model export/bimer/1 --serving-url http://127.0.0.1:8501/v1/models/bimer
+    python -m bimer_tf.app --saved-model export/bimer/1
+    python -m bimer_tf.app --saved-model export/bimer/1 --serving-url http://127.0.0.1:8501/v1/models/bimer
 
 Open http://127.0.0.1:8000/ in a browser. The model and the speech
 recognizer are loaded once, before the first request.
@@ -9,7 +9,7 @@ recognizer are loaded once, before the first request.
 
 from __future__ import annotations
 
-from bimer_tf.quiet import quiet_startup
+from bimer_tf.cli import quiet_startup
 
 quiet_startup()  # before anything imports TensorFlow
 
@@ -19,8 +19,8 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from bimer_tf.asr import DEFAULT_ASR, NO_ASR, OFFLINE_ASR  # noqa: E402
-from bimer_tf.cli import run_main  # noqa: E402
+from bimer_tf.audio.asr import DEFAULT_ASR, NO_ASR, OFFLINE_ASR  # noqa: E402
+from bimer_tf.cli import add_saved_model_argument, run_main  # noqa: E402
 from bimer_tf.errors import InputError  # noqa: E402
 
 DEFAULT_THREADS = 4
@@ -32,10 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the BiMER web application: upload or record speech, "
         "see the transcript and the predicted emotion.",
     )
-    parser.add_argument(
-        "--model", required=True, metavar="DIR",
+    add_saved_model_argument(
+        parser,
         help="exported SavedModel version folder, e.g. export/bimer/1 (with --serving-url: the "
-        "same version TF Serving runs; only its labels, inputs and audio settings are read)",
+        "same version TF Serving runs; only its labels, inputs and audio settings are read; "
+        "--model: old name)",
     )
     parser.add_argument(
         "--asr", default=DEFAULT_ASR, metavar="NAME",
@@ -91,7 +92,7 @@ def _warm_up(app, info, with_asr: bool) -> None:
     the first visitor does not wait for graph tracing, buffers or lazy imports."""
     import io
 
-    from bimer_tf.serving import synthetic_wav
+    from bimer_tf.audio.wav import synthetic_wav
 
     fields = {}
     if info.takes_audio or with_asr:
@@ -113,13 +114,13 @@ def main(argv=None) -> int:
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per request otherwise
 
     from bimer_tf.app import Limits, create_app, make_model_client
-    from bimer_tf.asr import load_recognizer
+    from bimer_tf.audio.asr import load_recognizer
 
     limits = Limits(
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_duration_s=args.max_duration_s
     )
     started = time.perf_counter()
-    model = make_model_client(args.model, args.serving_url)
+    model = make_model_client(args.saved_model, args.serving_url)
     print(f"model: {model.source} ({model.info.kind}; labels {', '.join(model.info.labels)})", file=sys.stderr)
     recognizer = load_recognizer(args.asr) if args.asr != NO_ASR else None
     print(f"speech recognition: {args.asr}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 Both clients take the same request (`audio_wav`: 16 kHz mono PCM16 WAV bytes,
 `text`: a str, each None when the model does not take it) and give back the
-same `Prediction`. The version folder (`--model`) always says what the model
+same `Prediction`. The version folder (`--saved-model`) always says what the model
 is: its labels, its inputs and its audio limits (`assets.extra/bimer_tf.json`
 and the signature in `saved_model.pb`); with `--serving-url` no graph is
 loaded here.
@@ -11,21 +11,23 @@ loaded here.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bimer_tf.errors import InputError
-
-AUDIO_INPUT, TEXT_INPUT = "audio_wav", "text"
-KINDS = {
-    (AUDIO_INPUT, TEXT_INPUT): "bimodal",
-    (AUDIO_INPUT,): "speech",
-    (TEXT_INPUT,): "text",
-}
+from bimer_tf.serving.export_dir import (
+    AUDIO_INPUT,
+    TEXT_INPUT,
+    ExportInfo,
+    function_input_names,
+    load_saved_model,
+    read_export_info,
+)
 
 
 class ModelUnavailable(Exception):
@@ -37,80 +39,17 @@ class ModelFailed(Exception):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What the page and the API need to know about an exported model."""
-
-    path: str
-    labels: tuple[str, ...]
-    inputs: tuple[str, ...]  # sorted subset of ("audio_wav", "text")
-    model_type: str | None = None
-    audio: dict = field(default_factory=dict)  # the export's AudioConfig fields
-
-    @property
-    def kind(self) -> str:
-        return KINDS.get(self.inputs, "other")
-
-    @property
-    def takes_audio(self) -> bool:
-        return AUDIO_INPUT in self.inputs
-
-    @property
-    def takes_text(self) -> bool:
-        return TEXT_INPUT in self.inputs
-
-    def as_json(self) -> dict:
-        return {
-            "labels": list(self.labels),
-            "kind": self.kind,
-            "inputs": list(self.inputs),
-            "model_type": self.model_type,
-            "sample_rate": self.audio.get("sample_rate"),
-            "max_model_audio_s": self.audio.get("max_duration_s"),
-        }
-
-
-@dataclass(frozen=True)
 class Prediction:
     label: str
     probabilities: dict  # label -> probability, in the model's label order
 
 
-def read_model_info(model_dir: str | Path, inputs=None) -> ModelInfo:
-    """A version folder's labels, inputs and audio settings, without loading its graph."""
-    from bimer_tf.config import AudioConfig
-    from bimer_tf.serving import METADATA_FILE
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "saved_model.pb").is_file():
-        raise InputError(
-            f"{model_dir} is not a SavedModel version folder (no saved_model.pb); "
-            "pass e.g. export/bimer/1, written by `python export.py`"
-        )
-    metadata_file = model_dir / METADATA_FILE
-    if not metadata_file.is_file():
-        raise InputError(
-            f"{model_dir} has no {METADATA_FILE} (labels and audio settings); "
-            "export the model with `python export.py`"
-        )
-    metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
-    if inputs is None:
-        inputs = metadata.get("inputs")
-    if inputs is None:  # exports from before the metadata listed them
-        from bimer_tf.serving_warmup import signature_input_names
-
-        inputs = signature_input_names(model_dir)
-    config = metadata.get("config") or {}
-    audio = {**vars(AudioConfig()), **(config.get("audio") or {})}
-    model_type = metadata.get("model_type") or (config.get("model") or {}).get("type")
-    return ModelInfo(str(model_dir), tuple(metadata["labels"]), tuple(sorted(inputs)), model_type, audio)
-
-
-def _prediction(info: ModelInfo, label: str, probabilities) -> Prediction:
+def _prediction(info: ExportInfo, label: str, probabilities) -> Prediction:
     probabilities = [float(p) for p in probabilities]
     if len(probabilities) != len(info.labels):
         raise ModelFailed(
             f"the model returned {len(probabilities)} probabilities for {len(info.labels)} labels; "
-            f"--model must name the version the server runs"
+            f"--saved-model must name the version the server runs"
         )
     return Prediction(label, {name: round(p, 6) for name, p in zip(info.labels, probabilities)})
 
@@ -119,11 +58,11 @@ class SavedModelClient:
     """Runs the SavedModel in this process (thread-safe: one graph, many callers)."""
 
     def __init__(self, model_dir: str | Path):
-        from bimer_tf.predict import model_inputs
-        from bimer_tf.serving import load_saved_model
-
+        self.info = read_export_info(model_dir)
         self.serve, _ = load_saved_model(model_dir)
-        self.info = read_model_info(model_dir, inputs=model_inputs(self.serve))
+        inputs = function_input_names(self.serve)
+        if inputs != self.info.inputs:  # the graph, not the metadata, says what it takes
+            self.info = dataclasses.replace(self.info, inputs=inputs)
         self.source = f"SavedModel {model_dir}"
 
     def predict(self, audio_wav: bytes | None, text: str | None) -> Prediction:
@@ -170,7 +109,7 @@ class ServingClient:
             )
         self.url = url
         self.timeout_s = timeout_s
-        self.info = read_model_info(model_dir)
+        self.info = read_export_info(model_dir)
         self.source = f"TF Serving {url}"
         # Straight to the server: an http_proxy meant for the internet must not relay it.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

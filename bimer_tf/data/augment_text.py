@@ -62,14 +62,9 @@ import nlpaug.augmenter.word as naw
 import numpy as np
 from tqdm import tqdm
 
-from bimer_tf.quiet import quiet_startup
-
-quiet_startup()  # before bimer_tf.models imports TensorFlow
-
-from bimer_tf.cli import run_main  # noqa: E402
-from bimer_tf.data.manifest import read_manifest, write_manifest  # noqa: E402
-from bimer_tf.errors import InputError  # noqa: E402
-from bimer_tf.models.presets import OFFLINE_MINILM  # noqa: E402
+from bimer_tf.data.manifest import read_manifest, write_manifest
+from bimer_tf.errors import InputError
+from bimer_tf.pretrained.text_presets import OFFLINE_MINILM
 
 METHODS = ("synonym", "mlm", "backtranslation")
 COPY = "copy"  # `augmentation` of a row that repeats its original unchanged
@@ -587,7 +582,7 @@ def augment_manifest(rows: list[dict], settings: AugmentSettings, embedder=None,
             details = "; ".join(f"{m}: {u['reason']}; to enable: {u['enable']}" for m, u in unavailable.items())
             raise InputError(f"no augmentation method is available ({details})")
         if embedder is None:
-            from bimer_tf.models.sentence_embedder import SentenceEmbedder
+            from bimer_tf.pretrained.sentence_embedder import SentenceEmbedder
 
             embedder = SentenceEmbedder(settings.preset)
         if augmenters is None:
@@ -760,4 +755,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from bimer_tf.cli import quiet_startup, run_main
+
+    quiet_startup()  # before the sentence embedder imports TensorFlow
     raise SystemExit(run_main(main))

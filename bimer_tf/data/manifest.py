@@ -1,4 +1,5 @@
-"""The manifest and splits contract (DESIGN.md section 3).
+"""The manifest and splits format: what corpus readers, augmentation, splitting
+and the input pipeline exchange.
 
 A manifest is JSON Lines, one utterance per line, with exactly the fields of
 `MANIFEST_FIELDS`. `audio` is a path relative to the manifest's folder (or

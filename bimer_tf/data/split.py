@@ -54,7 +54,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from bimer_tf.data.augment import METHODS
+from bimer_tf.data.augment_audio import METHODS
 from bimer_tf.data.manifest import Fold, read_manifest, write_splits
 from bimer_tf.errors import InputError
 
@@ -505,7 +505,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--aug-manifest",
-        help="augmented rows (bimer_tf.data.augment); a copy joins training only with its origin",
+        help="augmented rows (bimer_tf.data.augment_audio); a copy joins training only with its origin",
     )
     parser.add_argument("--seed", type=int, default=0, help="random draws of bimer-balanced")
     balanced = parser.add_argument_group("bimer-balanced")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from bimer_tf.models.emotion_classifier import EmotionClassifier
 from bimer_tf.models.text_pooling import check_text_pooling, freeze_unused_cls_head, pool_text
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
-class BiMERClassifier(keras.Model):
+class BiMERClassifier(EmotionClassifier):
     """Emotion classifier over a speech backbone and a BERT-style text backbone.
 
     The speech backbone's `pooled_output` (512 wide in the BiMER paper) and a
@@ -98,24 +99,11 @@ class BiMERClassifier(keras.Model):
         self.text_feature_dim = text_feature_dim
         self.fusion_dropout = fusion_dropout
 
-    def get_config(self):
-        # Not chained to the functional config: the constructor rebuilds the graph.
+    def head_config(self) -> dict:
         return {
-            "speech_backbone": keras.saving.serialize_keras_object(self.speech_backbone),
-            "text_backbone": keras.saving.serialize_keras_object(self.text_backbone),
             "num_classes": self.num_classes,
             "text_pooling": self.text_pooling,
             "text_dropout": self.text_dropout,
             "text_feature_dim": self.text_feature_dim,
             "fusion_dropout": self.fusion_dropout,
-            "name": self.name,
-            "trainable": self.trainable,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("speech_backbone", "text_backbone"):
-            if isinstance(config[key], dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from bimer_tf.models.emotion_classifier import EmotionClassifier
 from bimer_tf.models.text_pooling import freeze_unused_cls_head, pool_text
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
-class MMEMORClassifier(keras.Model):
+class MMEMORClassifier(EmotionClassifier):
     """The MM-EMOR fusion head (Adel et al., BDCC 2023).
 
     The text backbone's token sequence is pooled by `GlobalAveragePooling1D`
@@ -77,22 +78,10 @@ class MMEMORClassifier(keras.Model):
         self.head_l2 = head_l2
         self.dropout = dropout
 
-    def get_config(self):
+    def head_config(self) -> dict:
         return {
-            "speech_backbone": keras.saving.serialize_keras_object(self.speech_backbone),
-            "text_backbone": keras.saving.serialize_keras_object(self.text_backbone),
             "num_classes": self.num_classes,
             "head_units": self.head_units,
             "head_l2": self.head_l2,
             "dropout": self.dropout,
-            "name": self.name,
-            "trainable": self.trainable,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("speech_backbone", "text_backbone"):
-            if isinstance(config[key], dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)

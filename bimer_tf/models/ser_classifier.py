@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import keras
 
+from bimer_tf.models.emotion_classifier import EmotionClassifier
+
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
-class SERClassifier(keras.Model):
+class SERClassifier(EmotionClassifier):
     """Speech-only emotion classifier: backbone feature -> dropout -> dense softmax.
 
     The head of BiMER's unimodal speech models (ResNet-CNN: dropout 0.5, then
@@ -44,18 +46,8 @@ class SERClassifier(keras.Model):
         self.num_classes = num_classes
         self.dropout = dropout
 
-    def get_config(self):
+    def head_config(self) -> dict:
         return {
-            "speech_backbone": keras.saving.serialize_keras_object(self.speech_backbone),
             "num_classes": self.num_classes,
             "dropout": self.dropout,
-            "name": self.name,
-            "trainable": self.trainable,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config["speech_backbone"], dict):
-            config["speech_backbone"] = keras.saving.deserialize_keras_object(config["speech_backbone"])
-        return cls(**config)

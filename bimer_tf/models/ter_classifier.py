@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from bimer_tf.models.emotion_classifier import EmotionClassifier
 from bimer_tf.models.text_pooling import check_text_pooling, freeze_unused_cls_head, pool_text
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
-class TERClassifier(keras.Model):
+class TERClassifier(EmotionClassifier):
     """Text-only emotion classifier: encoder -> pooling -> dropout -> dense softmax.
 
     BiMER's text model (BERT, dropout, a dense classifier; fine-tuned with
@@ -51,19 +52,9 @@ class TERClassifier(keras.Model):
         self.text_pooling = text_pooling
         self.dropout = dropout
 
-    def get_config(self):
+    def head_config(self) -> dict:
         return {
-            "text_backbone": keras.saving.serialize_keras_object(self.text_backbone),
             "num_classes": self.num_classes,
             "text_pooling": self.text_pooling,
             "dropout": self.dropout,
-            "name": self.name,
-            "trainable": self.trainable,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config["text_backbone"], dict):
-            config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
-        return cls(**config)

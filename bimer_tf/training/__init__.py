@@ -6,7 +6,8 @@ select the best epoch on validation UA, evaluate on the held-out split.
     callbacks.py  TensorBoard summaries (confusion image, per-class recall, HParams)
     resume.py     best-epoch checkpoint and backup that survive an interruption
     run_dir.py    the run directory's layout and saved state (no TensorFlow)
-    data.py       RunData: the manifest rows of each split of a fold
+    run_data.py   RunData: the manifest rows of each split of a fold
+    initialization.py  model.init: branches copied from finished runs
     run.py        `train`
 
 The names below load their module (and TensorFlow) on first use, so tools
@@ -22,8 +23,8 @@ import importlib
 _EXPORTS = {
     "BEST_CHECKPOINT": "run_dir",
     "prepare_run_dir": "run_dir",
-    "RunData": "data",
-    "resolve_data": "data",
+    "RunData": "run_data",
+    "resolve_data": "run_data",
     "UnweightedAccuracy": "metrics",
     "make_optimizer": "run",
     "train": "run",

@@ -7,7 +7,7 @@ entry point for people.
 
 import argparse
 
-from bimer_tf.quiet import quiet_startup  # noqa: E402
+from bimer_tf.cli import quiet_startup  # noqa: E402
 
 quiet_startup()  # before anything imports TensorFlow
 

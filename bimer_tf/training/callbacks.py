@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bimer_tf.evaluation import confusion_image_tensor
+from bimer_tf.evaluation.metrics import confusion_image_tensor
 from bimer_tf.training.metrics import UnweightedAccuracy
 
 # The HParams dashboard's metrics: tags of the `validation` run of each session.

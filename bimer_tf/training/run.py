@@ -1,10 +1,10 @@
 """The fit loop: resolve data, build the model under a tf.distribute strategy, fit,
 select the best epoch on validation UA, evaluate on the held-out split.
 
-Writes the run directory of DESIGN.md section 3:
-`config.yaml`, `data_report.json`, `checkpoints/best.keras` (+ `best.json`:
-its epoch and validation UA), `tensorboard/`, `eval.json`, `confusion.png`;
-while training, `backup/` holds the last finished epoch (see `resume.py`).
+Writes the run directory (its format: `run_dir.py`): `config.yaml`,
+`data_report.json`, `checkpoints/best.keras` (+ `best.json`: its epoch and
+validation UA), `tensorboard/`, `eval.json`, `confusion.png`; while training,
+`backup/` holds the last finished epoch (see `resume.py`).
 
 Under `runtime.strategy=multi_worker` every worker runs this same function;
 only the chief (worker 0) writes the run directory.
@@ -23,17 +23,17 @@ import keras
 import tensorflow as tf
 
 from bimer_tf.config import ExperimentConfig, save_config
-from bimer_tf.data.pipeline import build_dataset, make_spec_augment, validate_rows
+from bimer_tf.pipeline.dataset import build_dataset, make_spec_augment, validate_rows
 from bimer_tf.errors import InputError
-from bimer_tf.evaluation import classification_report, predict_dataset, write_eval
-from bimer_tf.frontend import build_speech_frontend
+from bimer_tf.evaluation.metrics import classification_report, predict_dataset, write_eval
+from bimer_tf.pipeline.frontend import build_speech_frontend
 from bimer_tf.training.callbacks import (
     ValidationConfusionImage,
     ValidationScalars,
     flush_keras_tensorboard,
     write_hparams,
 )
-from bimer_tf.training.data import resolve_data
+from bimer_tf.training.run_data import resolve_data
 from bimer_tf.training.metrics import UnweightedAccuracy
 from bimer_tf.training.resume import EpochCheckpoint, trim_event_files
 from bimer_tf.training.run_dir import (
@@ -87,6 +87,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     in `output` is replaced.
     """
     from bimer_tf.models import build_model, build_text_preprocessor, task_modalities
+    from bimer_tf.training.initialization import initialize_from_runs
 
     keras.utils.set_random_seed(config.trainer.seed)
     if config.runtime.mixed_precision:
@@ -137,7 +138,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     steps_per_epoch = max(1, math.ceil(len(checks["train"].kept) / config.data.batch_size))
 
     with strategy.scope():
-        model = build_model(config)
+        model = initialize_from_runs(build_model(config), config)
         ua = UnweightedAccuracy(len(labels), name="ua")
         model.compile(
             optimizer=make_optimizer(config, steps_per_epoch),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bimer_tf.data.wav import convert_audio
+from bimer_tf.audio.wav import convert_audio
 
 # Skip reasons shared by every reader and the audio stage.
 LABEL_NOT_IN_CLASSES = "label not in class map"

@@ -1,7 +1,7 @@
 """Where the ImageNet weights of a `keras.applications` backbone come from.
 
-`model.speech.weights` is `none`, `imagenet` or the path of a local weights
-file. `imagenet` needs the file `keras.applications` would download; on a
+`model.speech.resnet50_crnn_at.weights` and `model.speech.mobilenet.weights`
+are `none`, `imagenet` or the path of a local weights file. `imagenet` needs the file `keras.applications` would download; on a
 machine without network access the user fetches it elsewhere and passes its
 path, and this module says exactly which file that is. Also here: what every
 `keras.applications` backbone of the project needs to train on a small corpus
@@ -31,6 +31,11 @@ MOBILENET_ALPHAS = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
 MOBILENET_ROWS = 224
 
 APPLICATIONS = ("resnet50", "mobilenet")
+# The config key that names each application's weights.
+WEIGHTS_KEYS = {
+    "resnet50": "model.speech.resnet50_crnn_at.weights",
+    "mobilenet": "model.speech.mobilenet.weights",
+}
 
 # Seconds a silent connection may stall before the download counts as failed.
 DOWNLOAD_TIMEOUT_S = 20.0
@@ -43,9 +48,9 @@ def imagenet_file(application: str, alpha: float = 1.0) -> tuple[str, str, str |
     if application == "mobilenet":
         if alpha not in MOBILENET_ALPHAS:
             raise InputError(
-                f"model.speech.alpha {alpha}: ImageNet MobileNet weights exist only for "
+                f"model.speech.mobilenet.alpha {alpha}: ImageNet MobileNet weights exist only for "
                 f"alpha in {sorted(MOBILENET_ALPHAS)}; choose one of them or set "
-                "model.speech.weights=none"
+                f"{WEIGHTS_KEYS['mobilenet']}=none"
             )
         name = f"mobilenet_{MOBILENET_ALPHAS[alpha]}_{MOBILENET_ROWS}_tf_no_top.h5"
         return name, MOBILENET_BASE_URL + name, None
@@ -95,7 +100,7 @@ def resolve_imagenet_weights(
         path = Path(weights).expanduser()
         if not path.is_file():
             raise InputError(
-                f"model.speech.weights: no weights file at {weights}; pass an existing "
+                f"{WEIGHTS_KEYS[application]}: no weights file at {weights}; pass an existing "
                 "`.h5` / `.weights.h5` file, `imagenet` or `none`"
             )
         return str(path)
@@ -116,10 +121,10 @@ def resolve_imagenet_weights(
         )
     except Exception as error:  # noqa: BLE001 - any download failure means the same
         raise InputError(
-            f"model.speech.weights=imagenet: cannot download the {application} ImageNet "
+            f"{WEIGHTS_KEYS[application]}=imagenet: cannot download the {application} ImageNet "
             f"weights (no network? {type(error).__name__}: {error}). On a connected "
             f"machine fetch {url} and pass its path with "
-            f"`--set model.speech.weights=/path/to/{file_name}`, or copy it into "
+            f"`--set {WEIGHTS_KEYS[application]}=/path/to/{file_name}`, or copy it into "
             f"{keras_cache_dir()}/"
         ) from None
     finally:

@@ -11,13 +11,18 @@ faster-whisper (the CTranslate2 runtime) on Whisper weights:
   downloaded once from the Hugging Face Hub) or a CTranslate2 model folder.
 
 Offline names resolve to folders through
-`bimer_tf.models.whisper_presets.ctranslate2_model_dir`, so nothing is ever
+`bimer_tf.pretrained.whisper_sources.ctranslate2_model_dir`, so nothing is ever
 downloaded for them. Voice activity detection is off (clips are single
 utterances; faster-whisper's Silero model would ship inside its wheel
 anyway). A model is loaded once per process (`load_recognizer`) and is safe
 to call from several threads: CTranslate2 queues concurrent `generate` calls.
 
-    python -m bimer_tf.asr clip.wav [--asr whisper-base-offline]
+`transcribe` gives one clip's words as one line; `segments` gives a long
+recording's Whisper segments with their times, transcribing the parts that
+`speech_spans` groups from voice activity (`bimer_tf.audio.vad`) one at a
+time, so that memory follows the part, not the recording.
+
+    python -m bimer_tf.audio.asr clip.wav [--asr whisper-base-offline]
 """
 
 from __future__ import annotations
@@ -50,6 +55,35 @@ COMPUTE_TYPE = "int8"
 class Transcript:
     text: str
     seconds: float  # wall time of the recognition
+
+
+@dataclass(frozen=True)
+class TimedText:
+    """One Whisper segment: its words and where they are, in the recording's seconds."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+# Whisper hears 30 s at a time; `speech_spans` groups speech into parts no longer.
+WINDOW_S = 30.0
+
+
+def speech_spans(regions, max_span_s: float = WINDOW_S) -> list[tuple[float, float]]:
+    """Consecutive speech regions grouped into spans of at most `max_span_s`.
+
+    A span runs from its first region's start to its last region's end, with
+    the pauses between them (Whisper places its segment times better with
+    the pauses kept); a region longer than `max_span_s` is a span of its own.
+    """
+    spans: list[list[float]] = []
+    for start, end in sorted(regions):
+        if spans and end - spans[-1][0] <= max_span_s:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return [(start, end) for start, end in spans]
 
 
 class SpeechRecognizer:
@@ -99,6 +133,43 @@ class SpeechRecognizer:
         text = " ".join(segment.text.strip() for segment in segments).strip()
         return Transcript(text, time.perf_counter() - start)
 
+    def segments(self, samples: np.ndarray, spans=None, sample_rate: int = SAMPLE_RATE) -> list[TimedText]:
+        """Whisper's segments of `samples` (16 kHz mono float32), with their times.
+
+        `spans`: (start_s, end_s) parts to transcribe, each on its own (a view
+        of `samples`, not a copy), e.g. `speech_spans(speech_regions(...))`;
+        None transcribes all of it. Times are seconds of `samples`, each
+        segment kept inside its span; segments without words are left out.
+        """
+        if sample_rate != SAMPLE_RATE:
+            raise InputError(f"Whisper hears {SAMPLE_RATE} Hz audio, not {sample_rate} Hz; resample it first")
+        samples = np.asarray(samples, dtype=np.float32)
+        if spans is None:
+            spans = [(0.0, samples.size / SAMPLE_RATE)]
+        found = []
+        for span_start, span_end in spans:
+            first, last = int(round(span_start * SAMPLE_RATE)), int(round(span_end * SAMPLE_RATE))
+            part = samples[max(0, first) : last]
+            if part.size == 0:
+                continue
+            offset, length = max(0, first) / SAMPLE_RATE, part.size / SAMPLE_RATE
+            pieces, _ = self.model.transcribe(
+                part,
+                language=self.language if self.multilingual else "en",
+                beam_size=self.beam_size,
+                vad_filter=False,
+                condition_on_previous_text=False,
+                without_timestamps=False,
+            )
+            for piece in pieces:
+                text = piece.text.strip()
+                if not text:
+                    continue
+                start = min(max(float(piece.start), 0.0), length)
+                end = min(max(float(piece.end), start), length)
+                found.append(TimedText(round(offset + start, 3), round(offset + end, 3), text))
+        return found
+
 
 def _load_whisper(source: str, cpu_threads: int, compute_type: str):
     try:
@@ -109,7 +180,7 @@ def _load_whisper(source: str, cpu_threads: int, compute_type: str):
             "(or `pip install faster-whisper`), or start with --asr none"
         ) from None
     if source in OFFLINE_ASR:
-        from bimer_tf.models.whisper_presets import ctranslate2_model_dir
+        from bimer_tf.pretrained.whisper_sources import ctranslate2_model_dir
 
         folder = ctranslate2_model_dir(source)  # InputError names the missing package
         return WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
@@ -145,13 +216,13 @@ def load_recognizer(source: str = DEFAULT_ASR, **options) -> SpeechRecognizer | 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bimer_tf.asr", description="Transcribe audio files.")
-    parser.add_argument("audio", nargs="+", help="audio files (any format bimer_tf.data.wav reads)")
+    parser = argparse.ArgumentParser(prog="python -m bimer_tf.audio.asr", description="Transcribe audio files.")
+    parser.add_argument("audio", nargs="+", help="audio files (any format bimer_tf.audio.wav reads)")
     parser.add_argument("--asr", default=DEFAULT_ASR, help=f"model (default: {DEFAULT_ASR})")
     parser.add_argument("--beam-size", type=int, default=BEAM_SIZE)
     parser.add_argument("--compute-type", default=COMPUTE_TYPE)
     args = parser.parse_args(argv)
-    from bimer_tf.data.wav import load_audio
+    from bimer_tf.audio.wav import load_audio
 
     recognizer = load_recognizer(args.asr, beam_size=args.beam_size, compute_type=args.compute_type)
     for path in args.audio:
@@ -162,7 +233,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     from bimer_tf.cli import run_main
-    from bimer_tf.quiet import quiet_startup
+    from bimer_tf.cli import quiet_startup
 
     quiet_startup()  # the offline weights' lookup imports TensorFlow
     raise SystemExit(run_main(main))

@@ -190,8 +190,9 @@ class WhisperFrontend(AudioFrontend):
 def build_speech_frontend(config) -> AudioFrontend:
     """The speech front end of an `ExperimentConfig`'s speech backbone."""
     if config.model.speech.type == "whisper":
-        from bimer_tf.models.whisper_branch import whisper_encoder_parts
+        from bimer_tf.pretrained.whisper_branch import whisper_encoder_parts
 
-        bottom, _, _ = whisper_encoder_parts(config.model.speech)
+        whisper = config.model.speech.whisper
+        bottom, _, _ = whisper_encoder_parts(whisper.source, whisper.layers, whisper.trainable_layers)
         return WhisperFrontend(config.audio, bottom)
     return AudioFrontend(config.audio)

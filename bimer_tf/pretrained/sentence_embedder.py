@@ -19,7 +19,7 @@ import keras
 import keras_hub
 import numpy as np
 
-from bimer_tf.models.presets import OFFLINE_MINILM, resolve_text_preset
+from bimer_tf.pretrained.text_presets import OFFLINE_MINILM, resolve_text_preset
 
 
 class SentenceEmbedder:

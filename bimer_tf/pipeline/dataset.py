@@ -4,7 +4,7 @@
     -> tokenize -> cache -> shuffle -> batch -> SpecAugment (training only)
     -> prefetch
 
-The audio functions are those of `bimer_tf.frontend`, the same code the
+The audio functions are those of `bimer_tf.pipeline.frontend`, the same code the
 serving graph runs. Rows are checked in Python first (`validate_rows`): a bad
 file or label is reported and left out instead of failing the run mid-epoch.
 """
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from bimer_tf.data.wav import check_wav
+from bimer_tf.audio.wav import check_wav
 from bimer_tf.errors import InputError
-from bimer_tf.frontend import AudioFrontend
+from bimer_tf.pipeline.frontend import AudioFrontend
 from bimer_tf.layers.spec_augment import SpecAugment
 
 AUTOTUNE = tf.data.AUTOTUNE

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from bimer_tf.errors import InputError
+from bimer_tf.training.run_dir import BEST_CHECKPOINT, check_finished_run, load_best_model, read_run_config
 
 # model.init field -> (model attribute holding the branch, config section that
 # must match, a model that trains such a branch alone)
@@ -22,36 +21,26 @@ BRANCHES = {
 }
 
 
-def initialize_from_runs(model, config) -> None:
-    """Copies the branch weights named by `config.model.init` into `model`."""
+def initialize_from_runs(model, config):
+    """Copies the branch weights named by `config.model.init` into `model`; returns it."""
     for branch, run in (("speech", config.model.init.speech), ("text", config.model.init.text)):
         if run is not None:
             copy_branch(model, branch, Path(run), config)
+    return model
 
 
 def copy_branch(model, branch: str, run_dir: Path, config) -> None:
-    import keras
-
-    import bimer_tf.models  # noqa: F401  registers the model classes for loading
-    from bimer_tf.training import BEST_CHECKPOINT
-
     attribute, section, example = BRANCHES[branch]
     key = f"model.init.{branch}"
     target = getattr(model, attribute, None)
     if target is None:
         raise InputError(f"{key}={run_dir}: a '{config.model.type}' model has no {branch} branch")
-    checkpoint, config_file = run_dir / BEST_CHECKPOINT, run_dir / "config.yaml"
-    if not checkpoint.is_file() or not config_file.is_file():
-        raise InputError(
-            f"{key}={run_dir} is not a finished run (needs {BEST_CHECKPOINT} and config.yaml); "
-            f"train it first, e.g. `python train.py --model {example}`"
-        )
-    run_config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    theirs = run_config["model"][section]["type"]
+    check_finished_run(run_dir, what=key, example=example)
+    theirs = getattr(read_run_config(run_dir).model, section).type
     ours = getattr(config.model, section).type
     if theirs != ours:
         raise InputError(f"{key}={run_dir} has a {theirs} {branch} branch; this model's is {ours}")
-    source = getattr(keras.saving.load_model(checkpoint, compile=False), attribute, None)
+    source = getattr(load_best_model(run_dir), attribute, None)
     if source is None:
         raise InputError(f"{key}={run_dir}: that run's model has no {branch} branch")
     ours_shapes = [tuple(w.shape) for w in target.weights]
@@ -63,4 +52,4 @@ def copy_branch(model, branch: str, run_dir: Path, config) -> None:
             f"use the same model.{section} and audio/text settings as that run"
         )
     target.set_weights(source.get_weights())
-    print(f"{branch} branch initialised from {checkpoint} ({len(ours_shapes)} weights)")
+    print(f"{branch} branch initialised from {run_dir / BEST_CHECKPOINT} ({len(ours_shapes)} weights)")

@@ -1,22 +1,15 @@
-"""SavedModel export for TensorFlow Serving, and loading it back.
+"""SavedModel export for TensorFlow Serving: `export_run` writes a version folder
+from a run's best checkpoint (preprocessing in-graph: core TF ops plus the
+tensorflow-text tokenizer ops that TF Serving links), adds the warm-up
+requests and the metadata, and checks the result in a fresh process.
 
-The exported signature `serving_default` takes raw inputs and runs all
-preprocessing in-graph (core TF ops plus the tensorflow-text tokenizer ops
-that TF Serving links):
-
-    inputs:  audio_wav  string [None]  16 kHz 16-bit PCM WAV bytes  (bimer, mm_emor, ser)
-             text       string [None]  UTF-8 transcript             (bimer, mm_emor, ter)
-    outputs: probabilities float32 [None, C], label string [None], label_id int64 [None]
-
-A version folder also holds `assets.extra/bimer_tf.json` (labels, the
-signature's inputs, the model type and the resolved config), which TF
-Serving ignores.
+The folder's format (signature, input names, metadata) is
+`bimer_tf.serving.export_dir`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -24,8 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-METADATA_FILE = "assets.extra/bimer_tf.json"
-SIGNATURE = "serving_default"
+from bimer_tf.serving.export_dir import (
+    AUDIO_INPUT,
+    SIGNATURE,
+    TEXT_INPUT,
+    config_inputs,
+    load_saved_model,
+    next_version,
+    write_metadata,
+)
 
 
 def build_export_archive(model, config):
@@ -36,7 +36,7 @@ def build_export_archive(model, config):
     import keras
     import tensorflow as tf
 
-    from bimer_tf.frontend import build_speech_frontend
+    from bimer_tf.pipeline.frontend import build_speech_frontend
     from bimer_tf.models import build_text_preprocessor, task_modalities
 
     needs_audio, needs_text = task_modalities(config)
@@ -67,8 +67,8 @@ def build_export_archive(model, config):
             "label_id": label_id,
         }
 
-    audio_spec = tf.TensorSpec([None], tf.string, name="audio_wav")
-    text_spec = tf.TensorSpec([None], tf.string, name="text")
+    audio_spec = tf.TensorSpec([None], tf.string, name=AUDIO_INPUT)
+    text_spec = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
     # One function per input set: the signature's input names are the
     # function's argument names.
     if needs_audio and needs_text:
@@ -106,67 +106,25 @@ def trim_token_padding(tokens: dict) -> dict:
     return {key: value[:, :length] for key, value in tokens.items()}
 
 
-def signature_inputs(config) -> list[str]:
-    """The names of `serving_default`'s inputs for a config's task."""
-    from bimer_tf.models import task_modalities
-
-    needs_audio, needs_text = task_modalities(config)
-    return [name for name, used in (("audio_wav", needs_audio), ("text", needs_text)) if used]
-
-
-def next_version(base: Path) -> int:
-    versions = [int(p.name) for p in base.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
-
-
 def export_run(run_dir: str | Path, output: str | Path, version: int | None = None) -> Path:
     """Writes `output/<version>/` from a run's best checkpoint and checks it."""
-    import keras
-
-    from bimer_tf.config import from_dict, to_dict
     from bimer_tf.errors import InputError
-    from bimer_tf.training import BEST_CHECKPOINT
+    from bimer_tf.serving.warmup import write_warmup_requests
+    from bimer_tf.training.run_dir import load_best_model, read_run_config
 
-    run_dir = Path(run_dir)
-    checkpoint = run_dir / BEST_CHECKPOINT
-    config_file = run_dir / "config.yaml"
-    if not checkpoint.is_file() or not config_file.is_file():
-        raise InputError(
-            f"{run_dir} is not a finished run (needs {BEST_CHECKPOINT} and config.yaml); "
-            "train one with `python train.py --model bimer`"
-        )
-    import yaml
-
-    config = from_dict(yaml.safe_load(config_file.read_text(encoding="utf-8")))
+    config = read_run_config(run_dir)
     output = Path(output)
     version = version if version is not None else next_version(output)
     target = output / str(version)
     if target.exists():
         raise InputError(f"{target} already exists; pass another --version or remove it")
 
-    import bimer_tf.models  # noqa: F401  registers the model classes for loading
-
-    model = keras.saving.load_model(checkpoint, compile=False)
+    model = load_best_model(run_dir)
     archive, serve = build_export_archive(model, config)
     archive.write_out(str(target), verbose=False)
-    from bimer_tf.serving_warmup import write_warmup_requests
-
     write_warmup_requests(target, config.audio.sample_rate)  # TF Serving replays them on load
-    metadata = target / METADATA_FILE
-    metadata.parent.mkdir(parents=True, exist_ok=True)
-    inputs = signature_inputs(config)
-    metadata.write_text(
-        json.dumps(
-            {
-                "labels": config.data.labels,
-                "inputs": inputs,
-                "model_type": config.model.type,
-                "config": to_dict(config),
-            },
-            indent=1,
-        ),
-        encoding="utf-8",
-    )
+    write_metadata(target, config)
+    inputs = config_inputs(config)
 
     examples = {name: value for name, value in sample_inputs(config).items() if name in inputs}
     expected = serve(**examples)["probabilities"].numpy()
@@ -181,11 +139,11 @@ def export_run(run_dir: str | Path, output: str | Path, version: int | None = No
 
 def sample_inputs(config, count: int = 4) -> dict:
     """{"audio_wav", "text"} arrays to compare the export on: held-out rows, else synthetic."""
-    from bimer_tf.data.pipeline import validate_rows
+    from bimer_tf.pipeline.dataset import validate_rows
     from bimer_tf.errors import InputError
-    from bimer_tf.frontend import AudioFrontend
+    from bimer_tf.pipeline.frontend import AudioFrontend
     from bimer_tf.models import task_modalities
-    from bimer_tf.training import resolve_data
+    from bimer_tf.training.run_data import resolve_data
 
     needs_audio, needs_text = task_modalities(config)
     try:
@@ -198,27 +156,17 @@ def sample_inputs(config, count: int = 4) -> dict:
         rows = []
     if rows:
         return {
-            "audio_wav": np.array(
+            AUDIO_INPUT: np.array(
                 [Path(r["audio"]).read_bytes() if needs_audio else b"" for r in rows], dtype=object
             ),
-            "text": np.array([r["text"] or "" for r in rows], dtype=object),
+            TEXT_INPUT: np.array([r["text"] or "" for r in rows], dtype=object),
         }
+    from bimer_tf.audio.wav import synthetic_wav
+
     return {
-        "audio_wav": np.array([synthetic_wav(config.audio.sample_rate)], dtype=object),
-        "text": np.array(["thank you"], dtype=object),
+        AUDIO_INPUT: np.array([synthetic_wav(config.audio.sample_rate)], dtype=object),
+        TEXT_INPUT: np.array(["thank you"], dtype=object),
     }
-
-
-def synthetic_wav(sample_rate: int, seconds: float = 1.5) -> bytes:
-    import io
-
-    import soundfile
-
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    samples = 0.3 * np.sin(2 * np.pi * 180 * t) * np.hanning(t.size)
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples.astype(np.float32), sample_rate, subtype="PCM_16", format="WAV")
-    return buffer.getvalue()
 
 
 def run_in_fresh_process(saved_model: Path, examples: dict) -> dict:
@@ -229,32 +177,12 @@ def run_in_fresh_process(saved_model: Path, examples: dict) -> dict:
         inputs, outputs = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
         np.savez(inputs, **examples)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        command = [sys.executable, "-m", "bimer_tf.serving", str(saved_model), str(inputs), str(outputs)]
+        command = [sys.executable, "-m", "bimer_tf.serving.export", str(saved_model), str(inputs), str(outputs)]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"reloading {saved_model} failed:\n{done.stderr[-3000:]}")
         with np.load(outputs, allow_pickle=True) as result:
             return {key: result[key] for key in result.files}
-
-
-def load_saved_model(path: str | Path):
-    """Loads an exported version folder; returns (serving function, labels)."""
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  registers the tokenizer ops the graph uses
-
-    from bimer_tf.errors import InputError
-
-    path = Path(path)
-    if not (path / "saved_model.pb").is_file():
-        raise InputError(
-            f"{path} is not a SavedModel version folder (no saved_model.pb); "
-            "pass e.g. export/bimer/1, written by `python export.py`"
-        )
-    loaded = tf.saved_model.load(str(path))
-    labels = None
-    if (path / METADATA_FILE).is_file():
-        labels = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))["labels"]
-    return loaded.signatures[SIGNATURE], labels
 
 
 def _main(argv=None):

@@ -6,22 +6,22 @@ import sys
 
 import pytest
 
-from bimer_tf import quiet
-from bimer_tf.quiet import quiet_startup
+from bimer_tf import cli
+from bimer_tf.cli import quiet_startup
 
 from conftest import REPO_ROOT
 
 
 @pytest.mark.parametrize("gpu, level", [(False, "3"), (True, "2")])
 def test_log_level_hides_the_cuinit_error_only_without_an_nvidia_device(monkeypatch, gpu, level):
-    monkeypatch.setattr(quiet, "has_nvidia_device", lambda: gpu)
+    monkeypatch.setattr(cli, "has_nvidia_device", lambda: gpu)
     environ = {}
     assert quiet_startup(environ) == {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": level}
     assert environ == {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": level}
 
 
 def test_values_the_user_set_are_kept(monkeypatch):
-    monkeypatch.setattr(quiet, "has_nvidia_device", lambda: False)
+    monkeypatch.setattr(cli, "has_nvidia_device", lambda: False)
     environ = {"TF_CPP_MIN_LOG_LEVEL": "0", "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "0"}
     assert quiet_startup(environ) == {}
     assert environ == {"TF_CPP_MIN_LOG_LEVEL": "0", "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "0"}
@@ -29,17 +29,17 @@ def test_values_the_user_set_are_kept(monkeypatch):
 
 def test_never_touches_cuda_visible_devices(monkeypatch):
     for gpu in (False, True):
-        monkeypatch.setattr(quiet, "has_nvidia_device", lambda: gpu)
+        monkeypatch.setattr(cli, "has_nvidia_device", lambda: gpu)
         environ = {}
         quiet_startup(environ)
         assert "CUDA_VISIBLE_DEVICES" not in environ
 
 
-@pytest.mark.skipif(quiet.has_nvidia_device(), reason="checks the CPU-machine start-up")
+@pytest.mark.skipif(cli.has_nvidia_device(), reason="checks the CPU-machine start-up")
 def test_tensorflow_starts_without_the_cuinit_error_on_a_cpu_machine():
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
     code = (
-        "from bimer_tf.quiet import quiet_startup; quiet_startup(); "
+        "from bimer_tf.cli import quiet_startup; quiet_startup(); "
         "import tensorflow as tf; print(tf.reduce_sum([1, 2]).numpy())"
     )
     done = subprocess.run(

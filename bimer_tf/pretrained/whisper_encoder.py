@@ -10,7 +10,7 @@ hidden]`. The decoder is never part of it.
 Weights come from:
 - a CTranslate2 Whisper folder (`whisper-tiny-offline`,
   `whisper-base-offline` or a folder path, see
-  `bimer_tf.models.whisper_presets`): keras-hub 0.32 has no converter for
+  `bimer_tf.pretrained.whisper_sources`): keras-hub 0.32 has no converter for
   Whisper, so this module maps the CTranslate2 tensors onto the keras-hub
   layers itself (`tests/test_whisper.py` checks the result against the
   CTranslate2 runtime);
@@ -34,8 +34,8 @@ import keras_hub
 import numpy as np
 
 from bimer_tf.errors import InputError
-from bimer_tf.models.ctranslate2_reader import dequantized, read_ctranslate2_model
-from bimer_tf.models.whisper_presets import OFFLINE_WHISPER_SOURCES, ctranslate2_model_dir
+from bimer_tf.pretrained.ctranslate2_reader import dequantized, read_ctranslate2_model
+from bimer_tf.pretrained.whisper_sources import OFFLINE_WHISPER_SOURCES, ctranslate2_model_dir
 
 # Names of the encoder's layers: keras-hub's own for the layers taken from
 # `WhisperBackbone`, plus three stateless layers standing in for the

@@ -1,0 +1,9 @@
+"""Inference with an exported model.
+
+    recognizer.py   the Python API: `Recognizer` (also `bimer_tf.Recognizer`)
+    predict.py      the `python -m bimer_tf.predict` command: one utterance, or many files
+"""
+
+from bimer_tf.inference.recognizer import BatchResult, Prediction, Recognizer
+
+__all__ = ["BatchResult", "Prediction", "Recognizer"]
