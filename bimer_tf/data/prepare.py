@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
 import time
 import warnings
 from collections import Counter
@@ -58,7 +56,8 @@ from bimer_tf.data.corpora import (
     tweeteval,
 )
 from bimer_tf.data.manifest import SPLIT_NAMES, make_row, write_manifest
-from bimer_tf.data.wav import check_wav
+from bimer_tf.data.process_pool import available_cpus, map_in_processes
+from bimer_tf.audio.wav import check_wav
 from bimer_tf.errors import InputError
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -180,30 +179,16 @@ def _too_long(path: Path, duration: float, job: AudioJob) -> AudioOutcome:
     return AudioOutcome(None, "skipped", AUDIO_TOO_LONG, detail)
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def run_audio_jobs(jobs: list[AudioJob], workers: int, progress: bool = True) -> list[AudioOutcome]:
     """`prepare_audio` over all jobs, in order, on a pool of `workers` processes."""
+    # Starting processes pays only with more jobs than workers.
+    workers = max(1, workers) if len(jobs) > workers else 1
+    chunksize = max(1, min(64, len(jobs) // (workers * 8)))
     outcomes = []
     with tqdm(total=len(jobs), desc="audio", unit="file", disable=not progress or not jobs) as bar:
-        if workers <= 1 or len(jobs) <= workers:
-            for job in jobs:
-                outcomes.append(prepare_audio(job))
-                bar.update()
-        else:
-            # "spawn", not "fork": the caller may have TensorFlow loaded, and
-            # forking a process while its threads run can deadlock the child.
-            context = multiprocessing.get_context("spawn")
-            chunksize = max(1, min(64, len(jobs) // (workers * 8)))
-            with context.Pool(workers) as pool:
-                for outcome in pool.imap(prepare_audio, jobs, chunksize=chunksize):
-                    outcomes.append(outcome)
-                    bar.update()
+        for outcome in map_in_processes(prepare_audio, jobs, workers, chunksize=chunksize):
+            outcomes.append(outcome)
+            bar.update()
     return outcomes
 
 
