@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import pytest
 
 from bimer_tf.cli import run_main
 from bimer_tf.data import demo
+from bimer_tf.data.demo.__main__ import main as demo_main
 from bimer_tf.data.manifest import read_manifest, read_splits
-from bimer_tf.data.wav import check_wav
+from bimer_tf.audio.wav import check_wav
 from bimer_tf.errors import InputError
 
 SMALL = dict(num_speakers=8, per_class=1)
@@ -170,9 +173,20 @@ def test_syllables_follow_the_spelling():
 
 
 def test_cli_writes_corpus_and_reports(tmp_path, capsys):
-    assert run_main(demo.main, ["--out", str(tmp_path), "--speakers", "6", "--per-class", "1"]) == 0
+    assert run_main(demo_main, ["--out", str(tmp_path), "--speakers", "6", "--per-class", "1"]) == 0
     assert "24 utterances, 6 speakers" in capsys.readouterr().out
     assert (tmp_path / "heldout-speakers" / "train.jsonl").is_file()
+
+
+def test_runs_as_a_module():
+    done = subprocess.run(
+        [sys.executable, "-m", "bimer_tf.data.demo", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage: python -m bimer_tf.data.demo")
 
 
 @pytest.mark.parametrize(
@@ -184,6 +198,6 @@ def test_cli_writes_corpus_and_reports(tmp_path, capsys):
     ],
 )
 def test_cli_bad_arguments_exit_2(tmp_path, capsys, args, message):
-    assert run_main(demo.main, ["--out", str(tmp_path), *args]) == 2
+    assert run_main(demo_main, ["--out", str(tmp_path), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "manifest.jsonl").exists()
