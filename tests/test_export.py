@@ -134,3 +134,21 @@ def test_export_refuses_existing_version_and_unfinished_runs(tiny_run, tiny_expo
 def test_load_saved_model_names_the_folder(tmp_path):
     with pytest.raises(InputError, match="not a SavedModel version folder"):
         load_saved_model(tmp_path)
+
+
+def test_xla_export_agrees_with_the_plain_one(tiny_run, tiny_export, tmp_path):
+    """`export_run(..., xla=True)` checks itself in a fresh process (<= 1e-4); here it
+    must also give the plain export's probabilities and say in its metadata that it is XLA."""
+    from bimer_tf.serving.export_dir import read_export_info
+
+    target = export_run(tiny_run, tmp_path / "bimer", xla=True)
+    assert read_export_info(target).xla and not read_export_info(tiny_export).xla
+    wavs = tf.constant([synthetic_wav(16000), _wav_bytes(synth_tone(0.7, freq=300.0))])
+    texts = tf.constant([TINY_TEXTS["happy"], TINY_TEXTS["sad"]])
+    plain, _ = load_saved_model(tiny_export)
+    compiled, _ = load_saved_model(target)
+    np.testing.assert_allclose(
+        compiled(audio_wav=wavs, text=texts)["probabilities"].numpy(),
+        plain(audio_wav=wavs, text=texts)["probabilities"].numpy(),
+        atol=1e-4,
+    )

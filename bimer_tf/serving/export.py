@@ -28,16 +28,23 @@ from bimer_tf.serving.export_dir import (
 )
 
 
-def build_export_archive(model, config):
+def build_export_archive(model, config, xla: bool = False):
     """An ExportArchive whose `serving_default` maps raw inputs to predictions.
 
-    The inputs are those of the task: `audio_wav` and/or `text`.
+    The inputs are those of the task: `audio_wav` and/or `text`. With `xla`,
+    everything after decoding and tokenizing (the log-mel, any frozen
+    encoder, the model) is one XLA-compiled function (`jit_compile=True`):
+    the shapes there are fixed (clips are cropped or padded to
+    `audio.max_duration_s`, sentences padded to `text.sequence_length`), so it
+    compiles once per batch size. TF Serving runs such a graph only with
+    `--xla_cpu_compilation_enabled=true`; without the flag it answers every
+    request with an error.
     """
     import keras
     import tensorflow as tf
 
-    from bimer_tf.pipeline.frontend import build_speech_frontend
     from bimer_tf.models import build_text_preprocessor, task_modalities
+    from bimer_tf.pipeline.frontend import build_speech_frontend
 
     needs_audio, needs_text = task_modalities(config)
     frontend = build_speech_frontend(config) if needs_audio else None
@@ -53,13 +60,24 @@ def build_export_archive(model, config):
         preprocessor(tf.constant(["build"]))  # builds the tokenizer so the archive can track it
         archive.track(preprocessor)
 
-    def predict(audio_wav=None, text=None):
-        features = {}
+    def classify(waveforms, tokens):
+        """Fixed-shape inputs -> probabilities: the part XLA can compile."""
+        features = dict(tokens)
         if frontend is not None:
-            features[frontend.input_key] = frontend.features(audio_wav)
+            features[frontend.input_key] = frontend.batch_features(waveforms)
+        return tf.cast(model(features, training=False), tf.float32)
+
+    if xla:
+        classify = tf.function(classify, jit_compile=True)
+
+    def predict(audio_wav=None, text=None):
+        waveforms = frontend.batch_waveforms(audio_wav) if frontend is not None else None
+        tokens = {}
         if preprocessor is not None:
-            features.update(trim_token_padding(preprocessor(text)))
-        probabilities = tf.cast(model(features, training=False), tf.float32)
+            tokens = preprocessor(text)
+            if not xla:  # a varying sequence length would make XLA compile again and again
+                tokens = trim_token_padding(tokens)
+        probabilities = classify(waveforms, tokens)
         label_id = tf.argmax(probabilities, axis=-1)
         return {
             "probabilities": probabilities,
@@ -106,8 +124,11 @@ def trim_token_padding(tokens: dict) -> dict:
     return {key: value[:, :length] for key, value in tokens.items()}
 
 
-def export_run(run_dir: str | Path, output: str | Path, version: int | None = None) -> Path:
-    """Writes `output/<version>/` from a run's best checkpoint and checks it."""
+def export_run(run_dir: str | Path, output: str | Path, version: int | None = None, xla: bool = False) -> Path:
+    """Writes `output/<version>/` from a run's best checkpoint and checks it.
+
+    `xla`: compile the model part of the graph with XLA (see `build_export_archive`).
+    """
     from bimer_tf.errors import InputError
     from bimer_tf.serving.warmup import write_warmup_requests
     from bimer_tf.training.run_dir import load_best_model, read_run_config
@@ -120,10 +141,10 @@ def export_run(run_dir: str | Path, output: str | Path, version: int | None = No
         raise InputError(f"{target} already exists; pass another --version or remove it")
 
     model = load_best_model(run_dir)
-    archive, serve = build_export_archive(model, config)
+    archive, serve = build_export_archive(model, config, xla=xla)
     archive.write_out(str(target), verbose=False)
     write_warmup_requests(target, config.audio.sample_rate)  # TF Serving replays them on load
-    write_metadata(target, config)
+    write_metadata(target, config, xla=xla)
     inputs = config_inputs(config)
 
     examples = {name: value for name, value in sample_inputs(config).items() if name in inputs}

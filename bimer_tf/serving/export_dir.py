@@ -77,8 +77,12 @@ def function_input_names(serve) -> tuple[str, ...]:
     return tuple(sorted(serve.structured_input_signature[1]))
 
 
-def write_metadata(version_dir: str | Path, config) -> Path:
-    """Writes `assets.extra/bimer_tf.json` for a version exported from `config`."""
+def write_metadata(version_dir: str | Path, config, xla: bool = False) -> Path:
+    """Writes `assets.extra/bimer_tf.json` for a version exported from `config`.
+
+    `xla` records that the graph holds an XLA-compiled function (TF Serving
+    then needs `--xla_cpu_compilation_enabled=true`).
+    """
     from bimer_tf.config import to_dict
 
     path = Path(version_dir) / METADATA_FILE
@@ -87,6 +91,7 @@ def write_metadata(version_dir: str | Path, config) -> Path:
         "labels": config.data.labels,
         "inputs": config_inputs(config),
         "model_type": config.model.type,
+        "xla": xla,
         "config": to_dict(config),
     }
     path.write_text(json.dumps(metadata, indent=1), encoding="utf-8")
@@ -103,6 +108,7 @@ class ExportInfo:
     model_type: str | None = None
     audio: dict = field(default_factory=dict)  # the export's AudioConfig fields
     config: dict = field(default_factory=dict)  # the resolved training config
+    xla: bool = False  # the graph holds an XLA-compiled function
 
     @property
     def kind(self) -> str:
@@ -138,6 +144,7 @@ class ExportInfo:
             "model_type": self.model_type,
             "sample_rate": self.audio.get("sample_rate"),
             "max_model_audio_s": self.audio.get("max_duration_s"),
+            "xla": self.xla,
         }
 
 
@@ -160,7 +167,13 @@ def read_export_info(version_dir: str | Path) -> ExportInfo:
     audio = {**vars(AudioConfig()), **(config.get("audio") or {})}
     model_type = metadata.get("model_type") or (config.get("model") or {}).get("type")
     return ExportInfo(
-        str(version_dir), tuple(metadata["labels"]), tuple(sorted(inputs)), model_type, audio, config
+        str(version_dir),
+        tuple(metadata["labels"]),
+        tuple(sorted(inputs)),
+        model_type,
+        audio,
+        config,
+        bool(metadata.get("xla", False)),
     )
 
 
