@@ -7,7 +7,9 @@ For every Markdown file of the guide (README.md, docs/, configs/**/README.md):
   importlib.util.find_spec, a package with a __main__.py; nothing is run);
 - every `configs/...yaml` and `bimer_tf/default_configs/...yaml` exists, and
   a recipe README's bare `NAME.yaml` is in its own folder;
-- every relative link (and its #anchor) between Markdown files resolves.
+- every relative link (and its #anchor) between Markdown files resolves;
+- every config key in code (`--set KEY=...`, `model.speech.type: ...`) is a
+  field of `bimer_tf.config.ExperimentConfig`.
 
 Only a reference to an attribute imports its module (`bimer_tf.models`
 imports TensorFlow, once per session); modules are found on disk.
@@ -38,7 +40,7 @@ DOC_FILES = sorted(
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
-FROM_IMPORT = re.compile(r"\bfrom\s+(bimer_tf(?:\.\w+)*)\s+import\s+\(?([\w\s,]+)\)?")
+FROM_IMPORT = re.compile(r"\bfrom\s+(bimer_tf(?:\.\w+)*)\s+import\s+(\([^)]*\)|[^\n]+)")
 DOTTED = re.compile(r"(?<![\w/.-])bimer_tf(?:\.\w+)+")
 RUN_MODULE = re.compile(r"python\S*\s+-m\s+(bimer_tf(?:\.\w+)*)(\.<)?")
 CONFIG_PATH = re.compile(r"(?<![\w/.-])((?:configs|bimer_tf/default_configs)/[\w./-]*\.yaml)\b")
@@ -46,6 +48,8 @@ BARE_YAML = re.compile(r"^[\w.-]+\.yaml$")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 PLACEHOLDER = re.compile(r"^[A-Z]+$")  # NAME, X: a stand-in, not a module or file
+SET_KEY = re.compile(r"--set\s+([a-z_][\w.]*)=")
+CONFIG_KEY = re.compile(r"^((?:audio|spec_augment|text|data|model|trainer|runtime)(?:\.[a-z_]\w*)+)(?:\s*[:=].*)?$")
 
 
 def _rel(path: Path) -> str:
@@ -60,13 +64,13 @@ def _code(text: str) -> list[str]:
 
 
 def _collect():
-    api, modules, configs, links = [], [], [], []
+    api, modules, configs, links, keys = [], [], [], [], []
     for doc in DOC_FILES:
         text = doc.read_text(encoding="utf-8")
         where = _rel(doc)
         for code in _code(text):
             for module, names in FROM_IMPORT.findall(code):
-                for name in names.replace("\n", " ").split(","):
+                for name in names.split("#")[0].strip("() \n").replace("\n", " ").split(","):
                     name = name.split(" as ")[0].strip()
                     if name:
                         api.append((where, f"{module}.{name}"))
@@ -76,6 +80,9 @@ def _collect():
                 configs.append((where, match.group(1)))
             if doc.parent.parent == REPO_ROOT / "configs" and BARE_YAML.match(code.strip()):
                 configs.append((where, _rel(doc.parent / code.strip())))
+            keys += [(where, key) for key in SET_KEY.findall(code)]
+            if CONFIG_KEY.match(code.strip()):
+                keys.append((where, CONFIG_KEY.match(code.strip()).group(1)))
         for match in RUN_MODULE.finditer(text):
             if not match.group(2):
                 modules.append((where, match.group(1)))
@@ -86,10 +93,15 @@ def _collect():
     api = [(w, r) for w, r in unique(api) if not any(PLACEHOLDER.match(p) for p in r.split("."))]
     modules = [(w, m) for w, m in unique(modules) if not PLACEHOLDER.match(m.split(".")[-1])]
     configs = [(w, c) for w, c in unique(configs) if not re.search(r"[A-Z]{2,}", c)]
-    return api, modules, configs, unique(links)
+    sections = ("name", "audio", "spec_augment", "text", "data", "model", "trainer", "runtime")
+    keys = [
+        (w, k) for w, k in unique(keys)
+        if k.split(".")[0] in sections and not any(map(PLACEHOLDER.match, k.split(".")))
+    ]
+    return api, modules, configs, unique(links), keys
 
 
-API_REFS, MODULE_REFS, CONFIG_REFS, LINKS = _collect()
+API_REFS, MODULE_REFS, CONFIG_REFS, LINKS, CONFIG_KEYS = _collect()
 
 
 def _ids(items):
@@ -100,7 +112,7 @@ def test_the_guide_is_there():
     names = {_rel(doc) for doc in DOC_FILES}
     assert {"README.md", "configs/README.md", "docs/cli.md"} <= names
     # Every collector finds something, so a broken pattern cannot pass silently.
-    assert API_REFS and MODULE_REFS and CONFIG_REFS and LINKS
+    assert API_REFS and MODULE_REFS and CONFIG_REFS and LINKS and CONFIG_KEYS
 
 
 def _module_on_disk(dotted: str) -> bool:
@@ -166,6 +178,21 @@ def test_relative_link_resolves(where, target):
         assert anchor in _anchors(resolved), (
             f"{where} links to {target}: no heading of {_rel(resolved)} has the anchor #{anchor}"
         )
+
+
+@pytest.mark.parametrize("where, key", CONFIG_KEYS, ids=_ids(CONFIG_KEYS))
+def test_config_key_is_a_config_field(where, key):
+    import dataclasses
+    import typing
+
+    from bimer_tf.config import ExperimentConfig
+
+    node = ExperimentConfig
+    for i, name in enumerate(key.split(".")):
+        assert dataclasses.is_dataclass(node), f"{where} names {key}, but {'.'.join(key.split('.')[:i])} is a value"
+        fields = {f.name for f in dataclasses.fields(node)}
+        assert name in fields, f"{where} names {key}: no field {name!r} (fields: {', '.join(sorted(fields))})"
+        node = typing.get_type_hints(node)[name]
 
 
 @pytest.mark.parametrize("doc", DOC_FILES, ids=[_rel(d) for d in DOC_FILES])
