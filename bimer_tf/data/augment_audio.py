@@ -65,7 +65,7 @@ from tqdm import tqdm
 from bimer_tf.config import AudioConfig
 from bimer_tf.data.manifest import read_manifest, write_manifest
 from bimer_tf.data.process_pool import available_cpus, map_in_processes
-from bimer_tf.audio.wav import load_audio, write_pcm16
+from bimer_tf.audio.wav import encode_pcm16, load_audio
 from bimer_tf.errors import InputError
 
 METHODS = ("speed", "rir", "noise", "pitch")
@@ -139,25 +139,28 @@ class PlannedClip:
 
     id: str
     method: str
-    path: str
+    path: str | None  # the WAV file this tool writes; None for tools that store copies elsewhere
     speed_factor: float | None = None
 
 
 def plan_clips(
-    row_id: str, methods, settings: AugmentSettings, out_dir: str | Path
+    row_id: str, methods, settings: AugmentSettings, out_dir: str | Path | None
 ) -> list[PlannedClip]:
-    """The copies `methods` make of recording `row_id`, in a fixed order."""
+    """The copies `methods` make of recording `row_id`, in a fixed order
+    (with `out_dir` None, no file paths: `bimer_tf.beam.shard` keeps copies in shards)."""
+
+    def path(method: str, clip_id: str) -> str | None:
+        return None if out_dir is None else _clip_path(out_dir, method, clip_id)
+
     clips = []
     for method in methods:
         if method == "speed":
             for factor in settings.speed_factors:
                 clip_id = f"{row_id}-speed{factor:g}"
-                clips.append(
-                    PlannedClip(clip_id, method, _clip_path(out_dir, method, clip_id), factor)
-                )
+                clips.append(PlannedClip(clip_id, method, path(method, clip_id), factor))
         else:
             clip_id = f"{row_id}-{method}"
-            clips.append(PlannedClip(clip_id, method, _clip_path(out_dir, method, clip_id)))
+            clips.append(PlannedClip(clip_id, method, path(method, clip_id)))
     return clips
 
 
@@ -219,6 +222,40 @@ def augment_waveform(
     raise InputError(
         f"unknown augmentation method '{clip.method}'; choose from {', '.join(METHODS)}"
     )
+
+
+def load_recording(
+    source: str | Path | bytes, sample_rate: int, name: str | None = None
+) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+    """A recording as every augmentation tool reads it: (mono float32 samples at
+    `sample_rate`, None), or (None, (reason, detail)) when it cannot be augmented
+    (unreadable or silent). `source` is a path or the file's bytes; `name` names it."""
+    name = name or (str(source) if isinstance(source, (str, Path)) else "the audio data")
+    try:
+        with warnings.catch_warnings():  # decoder fallbacks warn before the error we report
+            warnings.simplefilter("ignore")
+            samples = load_audio(source, sample_rate, name=name)
+    except InputError as error:
+        return None, ("unreadable audio", str(error))
+    floor = AudioConfig.silence_floor_dbfs
+    if 20 * np.log10(max(_peak(samples), 1e-12)) < floor:
+        return None, ("silent audio", f"{name}: peak below {floor} dBFS")
+    return samples, None
+
+
+def augmented_wav(samples: np.ndarray, clip: PlannedClip, settings: AugmentSettings) -> bytes:
+    """One augmented copy as 16-bit PCM WAV bytes, from the recording's samples
+    (`load_recording`), the copy (its id and method) and the settings (its seed).
+
+    The one function that makes a copy: this command writes the bytes to
+    `clip.path`, `python -m bimer_tf.beam.shard` stores their samples in shards,
+    so a clip's copy is the same byte for byte whichever tool made it.
+    Raises ValueError for an empty or non-finite result.
+    """
+    augmented = augment_waveform(samples, clip, settings)
+    if augmented.size == 0 or not np.all(np.isfinite(augmented)):
+        raise ValueError("empty or non-finite output")
+    return encode_pcm16(augmented, settings.sample_rate)
 
 
 def pitch_shift_semitones(clip_id: str, settings: AugmentSettings) -> float:
@@ -312,26 +349,25 @@ def augment_row(task: RowTask) -> RowResult:
     if not missing:
         return RowResult(task.row_id, None, statuses)
     rate = task.settings.sample_rate
-    try:
-        with warnings.catch_warnings():  # decoder fallbacks warn before the error we report
-            warnings.simplefilter("ignore")
-            samples = load_audio(task.audio, rate)
-    except InputError as error:
-        return RowResult(task.row_id, ("unreadable audio", str(error)), statuses)
-    floor = AudioConfig.silence_floor_dbfs
-    if 20 * np.log10(max(_peak(samples), 1e-12)) < floor:
-        detail = f"{task.audio}: peak below {floor} dBFS"
-        return RowResult(task.row_id, ("silent audio", detail), statuses)
+    samples, problem = load_recording(task.audio, rate)
+    if problem is not None:
+        return RowResult(task.row_id, problem, statuses)
     for clip in missing:
         try:
-            augmented = augment_waveform(samples, clip, task.settings)
-            if augmented.size == 0 or not np.all(np.isfinite(augmented)):
-                raise ValueError("empty or non-finite output")
-            write_pcm16(clip.path, augmented, rate)
+            _write_complete(clip.path, augmented_wav(samples, clip, task.settings))
             statuses[clip.id] = "written"
         except Exception as error:  # one bad clip must not stop the corpus
             statuses[clip.id] = f"failed: {type(error).__name__}: {error}"
     return RowResult(task.row_id, None, statuses, input_seconds=len(samples) / rate)
+
+
+def _write_complete(path: str, data: bytes) -> None:
+    """Writes under a temporary name, then renames: a file appears only complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def _skip_reason(row: dict, classes) -> tuple[str, str] | None:
