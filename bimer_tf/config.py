@@ -6,7 +6,9 @@ recipes in the repository's `configs/`) holds only the values it changes;
 `--set a.b=value` overrides one field on top (the value is parsed as YAML, so
 `--set trainer.epochs=3` gives an int and `--set data.labels=[a,b]` a list).
 Unknown keys are an error that names the key. The resolved config is written
-to the run directory.
+to the run directory. The flat `model.speech` keys of earlier releases
+(`model.speech.gru_units`, `model.speech.whisper_layers`, ...) are still read
+(`upgrade_legacy_config`).
 """
 
 from __future__ import annotations
@@ -97,12 +99,17 @@ class DataConfig:
 
 
 @dataclass
-class SpeechModelConfig:
-    # resnet_cnn, resnet_crnn_at, resnet50_crnn_at (the BiMER speech models),
-    # mobilenet (MM-EMOR) or whisper (pretrained encoder).
-    type: str = "resnet_crnn_at"
-    # Residual stages (ResNet-CNN: one block per width; ResNet-CRNN+AT: a stem,
-    # then `blocks_per_stage` blocks per width).
+class ResNetCNNConfig:
+    """`resnet_cnn`: BiMER's ResNet-CNN (SpeechResNetCNNBackbone), one residual block per width."""
+
+    stage_widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+
+
+@dataclass
+class ResNetCRNNATConfig:
+    """`resnet_crnn_at`: BiMER's ResNet-CRNN+AT (SpeechCRNNBackbone)."""
+
+    # A stem, then `blocks_per_stage` residual blocks per width.
     stage_widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
     blocks_per_stage: int = 1
     gru_units: int = 256
@@ -112,24 +119,76 @@ class SpeechModelConfig:
     transformer_layers: int = 1
     dropout: float = 0.3
     feature_dim: int = 512
-    # ImageNet backbones (resnet50_crnn_at, mobilenet): "imagenet" (downloaded
-    # once), a path to a local weights file, or "none" (random init).
+
+
+@dataclass
+class ResNet50CRNNATConfig:
+    """`resnet50_crnn_at`: BiMER's ResNet50-CRNN+AT (SpeechResNet50CRNNBackbone)."""
+
+    # "imagenet" (downloaded once), a path to a local weights file, or "none"
+    # (random init).
     weights: str = "none"
-    conv_filters: int = 256  # ResNet50-CRNN+AT: 2048 -> conv_filters before attention
-    mobilenet_alpha: float = 1.0
-    # whisper: "whisper-tiny-offline", "whisper-base-offline", a CTranslate2
-    # folder, or a keras-hub Whisper preset (online).
-    whisper_source: str = "whisper-base-offline"
+    conv_filters: int = 256  # 2048 ResNet50 channels -> conv_filters before attention
+    gru_units: int = 256
+    transformer_heads: int = 8
+    transformer_intermediate_dim: int = 1024
+    transformer_layers: int = 1
+    dropout: float = 0.3
+    feature_dim: int = 512
+
+
+@dataclass
+class MobileNetConfig:
+    """`mobilenet`: MM-EMOR's MobileNet (SpeechMobileNetBackbone)."""
+
+    weights: str = "none"  # as for resnet50_crnn_at
+    alpha: float = 1.0  # width multiplier; ImageNet weights exist for 0.25, 0.5, 0.75, 1.0
+    dropout: float = 0.3
+    feature_dim: int = 512
+
+
+@dataclass
+class WhisperConfig:
+    """`whisper`: a pretrained Whisper encoder (SpeechWhisperBackbone)."""
+
+    # "whisper-tiny-offline", "whisper-base-offline", a CTranslate2 folder, or
+    # a keras-hub Whisper preset (online).
+    source: str = "whisper-base-offline"
     # Encoder layers used (0: all): a middle layer often carries more of how
     # something is said than the last one.
-    whisper_layers: int = 0
+    layers: int = 0
     # Top encoder layers fine-tuned; the frozen rest runs in the input
     # pipeline (cached with data.cache) and in the serving graph.
-    whisper_trainable_layers: int = 0
-    pooling: str = "attention"  # whisper: "attention" or "mean_std"
-    # whisper: batch-normalise the pooled vector (standardises the encoder's
-    # feature scales, as a linear probe's scaler does).
+    trainable_layers: int = 0
+    pooling: str = "attention"  # "attention" or "mean_std"
+    # Batch-normalise the pooled vector (standardises the encoder's feature
+    # scales, as a linear probe's scaler does).
     normalize_pooled: bool = False
+    attention_units: int = 128
+    dropout: float = 0.3
+    feature_dim: int = 512
+
+
+@dataclass
+class SpeechModelConfig:
+    """The speech backbone: `type` names one of the sections below, which holds
+    that backbone's settings (the other sections are ignored). The valid types
+    are the section names."""
+
+    type: str = "resnet_crnn_at"
+    resnet_cnn: ResNetCNNConfig = field(default_factory=ResNetCNNConfig)
+    resnet_crnn_at: ResNetCRNNATConfig = field(default_factory=ResNetCRNNATConfig)
+    resnet50_crnn_at: ResNet50CRNNATConfig = field(default_factory=ResNet50CRNNATConfig)
+    mobilenet: MobileNetConfig = field(default_factory=MobileNetConfig)
+    whisper: WhisperConfig = field(default_factory=WhisperConfig)
+
+    def selected(self):
+        """The section of the backbone `type` names."""
+        return getattr(self, self.type)
+
+
+# The model.speech.type values: the names of SpeechModelConfig's sections.
+SPEECH_TYPES = tuple(f.name for f in dataclasses.fields(SpeechModelConfig) if f.name != "type")
 
 
 @dataclass
@@ -300,6 +359,18 @@ def parse_set(assignment: str) -> dict:
     return tree
 
 
+def _combine(trees: list[dict]) -> dict:
+    """Nested dicts merged key by key; a later value replaces an earlier one."""
+    combined: dict = {}
+    for tree in trees:
+        for key, value in tree.items():
+            if isinstance(value, dict) and isinstance(combined.get(key), dict):
+                combined[key] = _combine([combined[key], value])
+            else:
+                combined[key] = value
+    return combined
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -333,11 +404,11 @@ def load_config(
         default_file = model_config_file(model)
         config_file = config_file if config_file is not None else default_file
     if config_file is not None:
-        _merge(config, read_yaml(config_file))
+        _merge(config, upgrade_legacy_config(read_yaml(config_file)))
     if model is not None:  # before --set: an explicit override may change a branch
         check_model_name(config, model, config_file)
-    for assignment in overrides:
-        _merge(config, parse_set(assignment))
+    if overrides:  # one tree, so that a legacy key and its section form clash across --set too
+        _merge(config, upgrade_legacy_config(_combine([parse_set(assignment) for assignment in overrides])))
     validate(config)
     return config
 
@@ -378,11 +449,8 @@ def validate(config: ExperimentConfig) -> None:
     model = config.model
     choices = {
         "model.type": (model.type, ("bimer", "mm_emor", "ser", "ter")),
-        "model.speech.type": (
-            model.speech.type,
-            ("resnet_cnn", "resnet_crnn_at", "resnet50_crnn_at", "mobilenet", "whisper"),
-        ),
-        "model.speech.pooling": (model.speech.pooling, ("attention", "mean_std")),
+        "model.speech.type": (model.speech.type, SPEECH_TYPES),
+        "model.speech.whisper.pooling": (model.speech.whisper.pooling, ("attention", "mean_std")),
         "model.text.type": (model.text.type, ("bert", "roberta")),
     }
     for key, (value, valid) in choices.items():
@@ -394,10 +462,9 @@ def validate(config: ExperimentConfig) -> None:
             f"model.speech.type={model.speech.type} is an ImageNet network and takes a 3-channel "
             f"image; set audio.channels=3 (got {config.audio.channels})"
         )
-    if uses_speech and model.speech.type == "whisper" and min(
-        model.speech.whisper_trainable_layers, model.speech.whisper_layers
-    ) < 0:
-        raise InputError("model.speech.whisper_layers and whisper_trainable_layers must be >= 0")
+    whisper = model.speech.whisper
+    if uses_speech and model.speech.type == "whisper" and min(whisper.trainable_layers, whisper.layers) < 0:
+        raise InputError("model.speech.whisper.layers and model.speech.whisper.trainable_layers must be >= 0")
     if config.model.text.pooling not in ("mean", "cls"):
         raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
 
@@ -409,13 +476,69 @@ def to_dict(config) -> dict:
 # Speech types renamed since earlier releases wrote run directories.
 LEGACY_SPEECH_TYPES = {"crnn": "resnet_crnn_at"}
 
+# Earlier releases kept every speech backbone's settings in one flat
+# `model.speech` section; run directories' config.yaml, exports' metadata,
+# YAML files and `--set` commands still hold that form. A flat key now lives
+# in every backbone section with a field of its name, or of the name here.
+LEGACY_SPEECH_RENAMES = {
+    "mobilenet_alpha": "mobilenet.alpha",
+    "whisper_source": "whisper.source",
+    "whisper_layers": "whisper.layers",
+    "whisper_trainable_layers": "whisper.trainable_layers",
+}
+LEGACY_SPEECH_KEYS = (
+    "stage_widths", "blocks_per_stage", "gru_units", "attention_units", "transformer_heads",
+    "transformer_intermediate_dim", "transformer_layers", "dropout", "feature_dim", "weights",
+    "conv_filters", "pooling", "normalize_pooled", *LEGACY_SPEECH_RENAMES,
+)
+
+
+def legacy_speech_targets(key: str) -> list[str]:
+    """The `section.field` names of `model.speech` that a flat legacy key sets."""
+    if key in LEGACY_SPEECH_RENAMES:
+        return [LEGACY_SPEECH_RENAMES[key]]
+    sections = typing.get_type_hints(SpeechModelConfig)
+    return [f"{name}.{key}" for name in SPEECH_TYPES if key in {f.name for f in dataclasses.fields(sections[name])}]
+
+
+def upgrade_legacy_config(data: dict) -> dict:
+    """A config dict (YAML file, `--set`, resolved config.yaml) in today's form.
+
+    Renames `LEGACY_SPEECH_TYPES` and moves the flat `model.speech` keys of
+    earlier releases into the backbone sections (`dropout` into every section
+    with a dropout, `whisper_layers` into `whisper.layers`, ...). A flat key
+    given together with its section form is an error naming both. The
+    caller's dict is left unchanged.
+    """
+    model = data.get("model") if isinstance(data, dict) else None
+    speech = model.get("speech") if isinstance(model, dict) else None
+    if not isinstance(speech, dict):
+        return data
+    speech = dict(speech)
+    if speech.get("type") in LEGACY_SPEECH_TYPES:
+        speech["type"] = LEGACY_SPEECH_TYPES[speech["type"]]
+    for key in [key for key in speech if key in LEGACY_SPEECH_KEYS]:
+        value = speech.pop(key)
+        for target in legacy_speech_targets(key):
+            section_name, name = target.split(".")
+            section = speech.get(section_name)
+            if section is None:
+                section = {}
+            elif not isinstance(section, dict):
+                continue  # _merge reports a section that is not a mapping
+            if name in section:
+                raise InputError(
+                    f"config keys 'model.speech.{key}' and 'model.speech.{target}' are both given; "
+                    f"keep 'model.speech.{target}' ('model.speech.{key}' is the form of earlier releases)"
+                )
+            speech[section_name] = {**section, name: value}
+    return {**data, "model": {**model, "speech": speech}}
+
 
 def from_dict(data: dict) -> ExperimentConfig:
-    """The config of a resolved dict (a run directory's config.yaml)."""
-    speech = (data.get("model") or {}).get("speech") or {}
-    if speech.get("type") in LEGACY_SPEECH_TYPES:
-        data = {**data, "model": {**data["model"], "speech": {**speech, "type": LEGACY_SPEECH_TYPES[speech["type"]]}}}
-    config = _merge(ExperimentConfig(), data)
+    """The config of a resolved dict (a run directory's config.yaml), in today's
+    form or that of an earlier release (`upgrade_legacy_config`)."""
+    config = _merge(ExperimentConfig(), upgrade_legacy_config(data))
     validate(config)
     return config
 

@@ -13,8 +13,11 @@ import yaml
 from bimer_tf.config import (
     DEFAULT_CONFIG_DIR,
     MODELS,
+    SPEECH_TYPES,
     AudioConfig,
     ExperimentConfig,
+    SpeechModelConfig,
+    WhisperConfig,
     from_dict,
     load_config,
     model_config_file,
@@ -121,7 +124,7 @@ def test_paper_config_values():
     assert config.name == "bimer-paper"
     assert config.text.preset == "bert_base_en_uncased"
     assert config.model.speech.type == "resnet50_crnn_at"
-    assert config.model.speech.feature_dim + config.model.text.feature_dim == 768
+    assert config.model.speech.resnet50_crnn_at.feature_dim + config.model.text.feature_dim == 768
     assert (config.trainer.learning_rate, config.trainer.weight_decay) == (1e-5, 1e-3)
     assert config.data.batch_size == 8
 
@@ -155,7 +158,7 @@ def test_unknown_model_name():
         ("model.type=gpt", "unknown model.type 'gpt'"),
         ("model.speech.type=vgg", "unknown model.speech.type 'vgg'"),
         ("model.text.type=t5", "unknown model.text.type 't5'"),
-        ("model.speech.pooling=max", "unknown model.speech.pooling 'max'"),
+        ("model.speech.whisper.pooling=max", "unknown model.speech.whisper.pooling 'max'"),
     ],
 )
 def test_unknown_registry_values(override, message):
@@ -191,7 +194,7 @@ def test_missing_and_invalid_yaml_files(tmp_path):
         ("trainer.learning_rate=0.001", {"trainer": {"learning_rate": 0.001}}),
         ("trainer.learning_rate=1.0e-5", {"trainer": {"learning_rate": 1e-5}}),
         ("data.labels=[a, b, c]", {"data": {"labels": ["a", "b", "c"]}}),
-        ("model.speech.stage_widths=[8,16]", {"model": {"speech": {"stage_widths": [8, 16]}}}),
+        ("model.speech.resnet_cnn.stage_widths=[8,16]", {"model": {"speech": {"resnet_cnn": {"stage_widths": [8, 16]}}}}),
         ("data.cache=false", {"data": {"cache": False}}),
         ("runtime.mixed_precision=true", {"runtime": {"mixed_precision": True}}),
         ("name=my run", {"name": "my run"}),
@@ -216,12 +219,12 @@ def test_overrides_apply_in_order_on_top_of_the_file(tmp_path):
     config = load_config(
         path,
         ["trainer.epochs=3", "trainer.epochs=4", "audio.channels=3", "audio.channel_mode=viridis",
-         "model.speech.stage_widths=[8, 16]", "data.labels=[calm, loud]", "name="],
+         "model.speech.resnet_crnn_at.stage_widths=[8, 16]", "data.labels=[calm, loud]", "name="],
     )
     assert config.trainer.epochs == 4
     assert config.trainer.seed == 7
     assert (config.audio.channels, config.audio.channel_mode) == (3, "viridis")
-    assert config.model.speech.stage_widths == [8, 16]
+    assert config.model.speech.resnet_crnn_at.stage_widths == [8, 16]
     assert config.data.labels == ["calm", "loud"]
     assert config.name == ""
 
@@ -265,7 +268,7 @@ def test_unknown_key_in_a_yaml_file(tmp_path):
         ("data.cache=1", "'data.cache' expects true/false"),
         ("data.labels=neutral", "'data.labels' expects a list"),
         ("data.labels=[1, 2]", "'data.labels' expects str"),
-        ("model.speech.stage_widths=[8, x]", "'model.speech.stage_widths' expects int"),
+        ("model.speech.resnet_crnn_at.stage_widths=[8, x]", "'model.speech.resnet_crnn_at.stage_widths' expects int"),
         ("name=[a]", "'name' expects str"),
         ("audio=16000", "section 'audio' must be a mapping"),
         ("model.speech=null", "section 'model.speech' must be a mapping"),
@@ -335,6 +338,91 @@ def test_from_dict_reads_run_directories_of_earlier_releases():
     data["model"]["speech"]["type"] = "crnn"
     assert from_dict(data).model.speech.type == "resnet_crnn_at"
     assert data["model"]["speech"]["type"] == "crnn"  # the caller's dict is left alone
+
+
+# `model.speech` as earlier releases resolved it (one flat section for every
+# backbone): what run directories' config.yaml and exports' metadata hold.
+FLAT_SPEECH_DEFAULTS = {
+    "type": "resnet_crnn_at", "stage_widths": [64, 128, 256, 512], "blocks_per_stage": 1,
+    "gru_units": 256, "attention_units": 128, "transformer_heads": 8,
+    "transformer_intermediate_dim": 1024, "transformer_layers": 1, "dropout": 0.3, "feature_dim": 512,
+    "weights": "none", "conv_filters": 256, "mobilenet_alpha": 1.0,
+    "whisper_source": "whisper-base-offline", "whisper_layers": 0, "whisper_trainable_layers": 0,
+    "pooling": "attention", "normalize_pooled": False,
+}
+FLAT_WHISPER_RUN = {  # configs/ravdess/ser_whisper.yaml, resolved by an earlier release
+    **FLAT_SPEECH_DEFAULTS, "type": "whisper", "whisper_layers": 4, "pooling": "mean_std",
+    "normalize_pooled": True, "feature_dim": 256,
+}
+
+
+def flat_config(speech: dict) -> dict:
+    data = to_dict(ExperimentConfig())
+    data["model"]["speech"] = dict(speech)
+    return data
+
+
+def test_from_dict_reads_the_flat_speech_section_of_earlier_releases():
+    # The flat defaults were the section defaults: an old resolved config is today's default.
+    assert from_dict(flat_config(FLAT_SPEECH_DEFAULTS)) == ExperimentConfig()
+    data = flat_config(FLAT_WHISPER_RUN)
+    speech = from_dict(data).model.speech
+    assert speech.type == "whisper"
+    assert speech.whisper == WhisperConfig(layers=4, pooling="mean_std", normalize_pooled=True, feature_dim=256)
+    assert speech.mobilenet.feature_dim == 256  # a flat key went to every section that has it
+    assert data["model"]["speech"] == FLAT_WHISPER_RUN  # the caller's dict is left alone
+    recipe = load_config(RECIPES / "ravdess" / "ser_whisper.yaml")
+    assert recipe.model.speech.whisper == speech.whisper
+
+
+def test_resume_compares_a_flat_config_yaml_with_todays_form(tmp_path):
+    from bimer_tf.training.run_dir import config_differences
+
+    recipe = load_config(RECIPES / "ravdess" / "ser_whisper.yaml")
+    data = to_dict(recipe)
+    data["model"]["speech"] = dict(FLAT_WHISPER_RUN)
+    saved = _write_yaml(tmp_path, data)
+    # The flat feature_dim 256 reached every section; only the whisper one is compared.
+    assert config_differences(recipe, saved) == []
+    recipe.model.speech.whisper.layers = 5
+    assert config_differences(recipe, saved) == ["model.speech.whisper.layers"]
+
+
+def test_flat_speech_keys_in_set_and_yaml(tmp_path):
+    flat = load_config(model="ser_whisper", overrides=["model.speech.whisper_layers=4"])
+    assert flat == load_config(model="ser_whisper", overrides=["model.speech.whisper.layers=4"])
+    assert flat.model.speech.whisper.layers == 4
+    config = load_config(overrides=["model.speech.gru_units=128", "model.speech.dropout=0.1"])
+    assert (config.model.speech.resnet_crnn_at.gru_units, config.model.speech.resnet50_crnn_at.gru_units) == (128, 128)
+    assert {getattr(config.model.speech, name).dropout for name in
+            ("resnet_crnn_at", "resnet50_crnn_at", "mobilenet", "whisper")} == {0.1}
+    path = _write_yaml(tmp_path, {"model": {"speech": {"type": "mobilenet", "mobilenet_alpha": 0.25, "weights": "none"}},
+                                  "audio": {"channels": 3}})
+    assert load_config(path).model.speech.mobilenet.alpha == 0.25
+
+
+@pytest.mark.parametrize(
+    "flat, section",
+    [("whisper_layers", "whisper.layers"), ("dropout", "mobilenet.dropout"), ("mobilenet_alpha", "mobilenet.alpha")],
+)
+def test_a_flat_key_with_its_section_form_is_an_error(tmp_path, flat, section):
+    message = rf"'model\.speech\.{flat}' and 'model\.speech\.{section}' are both given"
+    name, field = section.split(".")
+    path = _write_yaml(tmp_path, {"model": {"speech": {flat: 1, name: {field: 1}}}})
+    with pytest.raises(InputError, match=message):
+        load_config(path)
+    with pytest.raises(InputError, match=message):
+        load_config(overrides=[f"model.speech.{flat}=1", f"model.speech.{section}=1"])
+    with pytest.raises(InputError, match=message):
+        from_dict({"model": {"speech": {flat: 1, name: {field: 1}}}})
+
+
+def test_speech_types_are_the_section_names():
+    assert SPEECH_TYPES == ("resnet_cnn", "resnet_crnn_at", "resnet50_crnn_at", "mobilenet", "whisper")
+    assert [f.name for f in dataclasses.fields(SpeechModelConfig)] == ["type", *SPEECH_TYPES]
+    for name in SPEECH_TYPES:
+        speech = SpeechModelConfig(type=name)
+        assert speech.selected() is getattr(speech, name)
 
 
 def test_from_dict_validates():

@@ -4,10 +4,13 @@ One registry, three axes: `config.model.type` picks the task (which branches
 are combined and how), `config.model.speech.type` the speech backbone and
 `config.model.text.type` the text backbone. A new model is one builder
 function added to `TASK_BUILDERS`, `SPEECH_BACKBONE_BUILDERS` or
-`TEXT_BACKBONES`.
+`TEXT_BACKBONES`; a new speech backbone also gets its config section in
+`bimer_tf.config.SpeechModelConfig`, named like its builder's key.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import keras
 import keras_hub
@@ -40,80 +43,51 @@ def _frequency_bins(config) -> int:
 
 
 # --- speech backbones --------------------------------------------------------
+# Each builder passes its section of `config.model.speech` (named after the
+# type) as keyword arguments; the input shape comes from `config.audio`.
+
+
+def _section(config) -> dict:
+    """The fields of the selected speech backbone's config section."""
+    return dataclasses.asdict(config.model.speech.selected())
 
 
 def _resnet_cnn_backbone(config) -> keras.Model:
     return SpeechResNetCNNBackbone(
-        stage_widths=config.model.speech.stage_widths,
-        n_mels=_frequency_bins(config),
-        channels=config.audio.channels,
-        name="speech_backbone",
+        **_section(config), n_mels=_frequency_bins(config), channels=config.audio.channels, name="speech_backbone"
     )
 
 
 def _resnet_crnn_at_backbone(config) -> keras.Model:
-    speech = config.model.speech
     return SpeechCRNNBackbone(
-        stage_widths=speech.stage_widths,
-        blocks_per_stage=speech.blocks_per_stage,
-        gru_units=speech.gru_units,
-        attention_units=speech.attention_units,
-        transformer_heads=speech.transformer_heads,
-        transformer_intermediate_dim=speech.transformer_intermediate_dim,
-        transformer_layers=speech.transformer_layers,
-        dropout=speech.dropout,
-        feature_dim=speech.feature_dim,
-        n_mels=_frequency_bins(config),
-        channels=config.audio.channels,
-        name="speech_backbone",
+        **_section(config), n_mels=_frequency_bins(config), channels=config.audio.channels, name="speech_backbone"
     )
 
 
 def _resnet50_crnn_at_backbone(config) -> keras.Model:
-    speech = config.model.speech
+    section = _section(config)
+    section["weights"] = resolve_imagenet_weights(section["weights"], "resnet50")
     return SpeechResNet50CRNNBackbone(
-        weights=resolve_imagenet_weights(speech.weights, "resnet50"),
-        conv_filters=speech.conv_filters,
-        gru_units=speech.gru_units,
-        transformer_heads=speech.transformer_heads,
-        transformer_intermediate_dim=speech.transformer_intermediate_dim,
-        transformer_layers=speech.transformer_layers,
-        dropout=speech.dropout,
-        feature_dim=speech.feature_dim,
-        n_mels=_frequency_bins(config),
-        channels=config.audio.channels,
-        name="speech_backbone",
+        **section, n_mels=_frequency_bins(config), channels=config.audio.channels, name="speech_backbone"
     )
 
 
 def _mobilenet_backbone(config) -> keras.Model:
-    speech = config.model.speech
+    section = _section(config)
+    section["weights"] = resolve_imagenet_weights(section["weights"], "mobilenet", alpha=section["alpha"])
     return SpeechMobileNetBackbone(
-        weights=resolve_imagenet_weights(speech.weights, "mobilenet", alpha=speech.mobilenet_alpha),
-        alpha=speech.mobilenet_alpha,
-        dropout=speech.dropout,
-        feature_dim=speech.feature_dim,
-        n_mels=_frequency_bins(config),
-        channels=config.audio.channels,
-        name="speech_backbone",
+        **section, n_mels=_frequency_bins(config), channels=config.audio.channels, name="speech_backbone"
     )
 
 
 def _whisper_backbone(config) -> keras.Model:
-    from bimer_tf.models.whisper_branch import whisper_encoder_parts
+    from bimer_tf.pretrained.whisper_branch import whisper_encoder_parts
 
-    speech = config.model.speech
-    _, top, hidden_dim = whisper_encoder_parts(speech)
-    return SpeechWhisperBackbone(
-        hidden_dim=hidden_dim,
-        top_encoder=top,
-        pooling=speech.pooling,
-        normalize_pooled=speech.normalize_pooled,
-        attention_units=speech.attention_units,
-        dropout=speech.dropout,
-        feature_dim=speech.feature_dim,
-        name="speech_backbone",
+    section = _section(config)
+    _, top, hidden_dim = whisper_encoder_parts(
+        section.pop("source"), section.pop("layers"), section.pop("trainable_layers")
     )
+    return SpeechWhisperBackbone(hidden_dim=hidden_dim, top_encoder=top, **section, name="speech_backbone")
 
 
 # config.model.speech.type -> builder(config) returning a speech backbone.

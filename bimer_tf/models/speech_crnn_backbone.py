@@ -87,7 +87,7 @@ class SpeechCRNNBackbone(keras_hub.models.Backbone):
             raise ValueError(
                 f"transformer_heads ({transformer_heads}) must divide the BiGRU "
                 f"output width 2 * gru_units ({2 * gru_units}); change "
-                "model.speech.transformer_heads or model.speech.gru_units"
+                "model.speech.resnet_crnn_at.transformer_heads or gru_units"
             )
 
         # === Layers ===

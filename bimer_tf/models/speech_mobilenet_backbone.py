@@ -110,7 +110,7 @@ class SpeechMobileNetBackbone(keras_hub.models.Backbone):
                 "raise audio.n_mels"
             )
         if alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {alpha}; set model.speech.alpha")
+            raise ValueError(f"alpha must be positive, got {alpha}; set model.speech.mobilenet.alpha")
         weights_path = resolve_imagenet_weights(weights, "mobilenet", alpha=alpha)
         if imagenet_preprocessing is None:
             imagenet_preprocessing = weights_path is not None

@@ -135,8 +135,8 @@ class SpeechResNet50CRNNBackbone(keras_hub.models.Backbone):
         if gru_units % transformer_heads != 0:
             raise ValueError(
                 f"transformer_heads ({transformer_heads}) must divide gru_units "
-                f"({gru_units}); change model.speech.transformer_heads or "
-                "model.speech.gru_units"
+                f"({gru_units}); change model.speech.resnet50_crnn_at.transformer_heads "
+                "or gru_units"
             )
         weights_path = resolve_imagenet_weights(weights, "resnet50")
         if imagenet_preprocessing is None:

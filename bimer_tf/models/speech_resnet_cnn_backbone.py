@@ -61,7 +61,7 @@ class SpeechResNetCNNBackbone(keras_hub.models.Backbone):
             raise ValueError(
                 "SpeechResNetCNNBackbone needs at least one residual block of "
                 f"positive width, got stage_widths={stage_widths}; set "
-                "model.speech.stage_widths"
+                "model.speech.resnet_cnn.stage_widths"
             )
         if n_mels < 1 or channels < 1:
             raise ValueError(
