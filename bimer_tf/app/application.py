@@ -54,7 +54,7 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
 
     Args:
         model: a model client from `bimer_tf.app.model_client`.
-        recognizer: a `bimer_tf.asr.SpeechRecognizer`, or None to require typed text.
+        recognizer: a `bimer_tf.audio.asr.SpeechRecognizer`, or None to require typed text.
         limits: upload size, audio duration and text length limits.
         asr_name: the recognizer's name, shown by `/api/model`.
     """
@@ -228,7 +228,7 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
 
 def _asr_samples(audio):
     """The audio at Whisper's 16 kHz."""
-    from bimer_tf.asr import SAMPLE_RATE
+    from bimer_tf.audio.asr import SAMPLE_RATE
 
     if audio.sample_rate == SAMPLE_RATE:
         return audio.samples

@@ -3,7 +3,7 @@
 Audio in any format libsndfile reads (WAV of any subtype, FLAC, OGG, MP3) or
 ffmpeg reads (WebM from a browser's MediaRecorder, M4A, ...) becomes 16 kHz
 mono 16-bit PCM WAV bytes through the project's converter
-(`bimer_tf.data.wav`). Everything happens in memory, except that ffmpeg reads
+(`bimer_tf.audio.wav`). Everything happens in memory, except that ffmpeg reads
 its input from a file in a private temporary folder that is removed at once;
 the uploaded file name is never used.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from bimer_tf.data.wav import check_wav_complete, encode_pcm16, load_audio
+from bimer_tf.audio.wav import check_wav_complete, encode_pcm16, load_audio
 from bimer_tf.errors import InputError
 
 REPLACEMENT_CHARACTER = "\ufffd"  # what the form parser makes of bytes that are not UTF-8

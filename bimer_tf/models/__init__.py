@@ -17,9 +17,9 @@ import keras_hub
 
 from bimer_tf.errors import InputError
 from bimer_tf.models.bimer_classifier import BiMERClassifier
-from bimer_tf.models.imagenet_weights import resolve_imagenet_weights
+from bimer_tf.pretrained.imagenet_weights import resolve_imagenet_weights
 from bimer_tf.models.mm_emor_classifier import MMEMORClassifier
-from bimer_tf.models.presets import resolve_text_preset
+from bimer_tf.pretrained.text_presets import resolve_text_preset
 from bimer_tf.models.ser_classifier import SERClassifier
 from bimer_tf.models.speech_crnn_backbone import SpeechCRNNBackbone
 from bimer_tf.models.speech_mobilenet_backbone import SpeechMobileNetBackbone
@@ -217,17 +217,13 @@ def task_modalities(config) -> tuple[bool, bool]:
 
 
 def build_model(config) -> keras.Model:
-    """The model described by an `ExperimentConfig` (not compiled).
+    """The model described by an `ExperimentConfig` (not compiled, freshly initialised).
 
-    With `model.init.speech` / `model.init.text` naming finished runs, the
-    matching branches start from those runs' best checkpoints.
+    Training then copies in the branches `model.init` names
+    (`bimer_tf.training.initialization`).
     """
     builder, _, _ = _lookup(TASK_BUILDERS, config.model.type, "model.type")
-    model = builder(config)
-    from bimer_tf.models.initialization import initialize_from_runs
-
-    initialize_from_runs(model, config)
-    return model
+    return builder(config)
 
 
 __all__ = [

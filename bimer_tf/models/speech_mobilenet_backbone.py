@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import keras_hub
 
-from bimer_tf.models.imagenet_weights import resolve_imagenet_weights, set_batch_norm_momentum
+from bimer_tf.pretrained.imagenet_weights import resolve_imagenet_weights, set_batch_norm_momentum
 
 
 def reinitialize_depthwise_kernels(model: keras.Model) -> None:

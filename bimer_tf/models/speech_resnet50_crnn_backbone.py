@@ -7,7 +7,7 @@ import keras_hub
 from keras import ops
 
 from bimer_tf.layers import ChannelSpatialAttention
-from bimer_tf.models.imagenet_weights import resolve_imagenet_weights, set_batch_norm_momentum
+from bimer_tf.pretrained.imagenet_weights import resolve_imagenet_weights, set_batch_norm_momentum
 
 # Per-channel means (B, G, R) of ImageNet that the "caffe" preprocessing of
 # `keras.applications.resnet50.preprocess_input` subtracts.
