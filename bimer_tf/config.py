@@ -161,6 +161,10 @@ class WhisperConfig:
     # pipeline (cached with data.cache) and in the serving graph.
     trainable_layers: int = 0
     pooling: str = "attention"  # "attention" or "mean_std"
+    # Standardise the encoder states over time, per utterance, before pooling
+    # (removes one clip's speaker/channel offsets; no speaker history). Needs
+    # pooling: attention.
+    normalize_states: bool = False
     # Batch-normalise the pooled vector (standardises the encoder's feature
     # scales, as a linear probe's scaler does).
     normalize_pooled: bool = False
@@ -465,6 +469,11 @@ def validate(config: ExperimentConfig) -> None:
     whisper = model.speech.whisper
     if uses_speech and model.speech.type == "whisper" and min(whisper.trainable_layers, whisper.layers) < 0:
         raise InputError("model.speech.whisper.layers and model.speech.whisper.trainable_layers must be >= 0")
+    if uses_speech and model.speech.type == "whisper" and whisper.normalize_states and whisper.pooling != "attention":
+        raise InputError(
+            "model.speech.whisper.normalize_states needs model.speech.whisper.pooling=attention: "
+            "mean + std statistics of states standardised per utterance are constants"
+        )
     if config.model.text.pooling not in ("mean", "cls"):
         raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
 

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 from conftest import synth_tone
 
-from bimer_tf.config import SPEECH_TYPES, SpeechModelConfig
+from bimer_tf.config import SPEECH_TYPES, ExperimentConfig, SpeechModelConfig, validate
 from bimer_tf.errors import InputError
 from bimer_tf.layers import ChannelSpatialAttention
 from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
@@ -479,3 +479,42 @@ def test_chroma_three_channels_and_config(tmp_path):
     # The MM-EMOR pairing: the image goes straight into the MobileNet backbone.
     backbone = SpeechMobileNetBackbone(alpha=0.25, feature_dim=4, n_mels=layer.num_bins)
     assert tuple(backbone(image_)["pooled_output"].shape) == (1, 4)
+
+
+# --- SpeechWhisperBackbone(normalize_states=True) ---------------------------
+
+
+def test_whisper_normalized_states_shapes_round_trip_and_offset_invariance(tmp_path):
+    backbone = SpeechWhisperBackbone(
+        6, pooling="attention", normalize_states=True, attention_units=4, feature_dim=5
+    )
+    states = np.random.default_rng(0).normal(size=(3, 11, 6)).astype("float32")
+    outputs = backbone(states, training=False)
+    assert outputs["sequence_output"].shape == (3, 11, 6)
+    assert outputs["pooled_output"].shape == (3, 5)
+    # A per-utterance offset and gain of each feature (speaker, channel) is removed.
+    rng = np.random.default_rng(1)
+    shifted = states * rng.uniform(0.5, 2.0, (3, 1, 6)) + rng.normal(size=(3, 1, 6))
+    np.testing.assert_allclose(
+        backbone(shifted.astype("float32"), training=False)["pooled_output"],
+        outputs["pooled_output"],
+        atol=1e-4,
+    )
+    restored = _save_and_reload(backbone, tmp_path)
+    assert restored.normalize_states
+    _assert_same_outputs(restored, backbone, states)
+    _train_one_step(backbone, states)
+
+
+def test_whisper_normalized_states_need_attention_pooling():
+    with pytest.raises(ValueError, match="normalize_states"):
+        SpeechWhisperBackbone(6, pooling="mean_std", normalize_states=True)
+    config = ExperimentConfig()
+    config.model.type = "ser"
+    config.model.speech.type = "whisper"
+    config.model.speech.whisper.normalize_states = True
+    config.model.speech.whisper.pooling = "mean_std"
+    with pytest.raises(InputError, match="normalize_states"):
+        validate(config)
+    config.model.speech.whisper.pooling = "attention"
+    validate(config)

@@ -4,10 +4,43 @@ from __future__ import annotations
 
 import keras
 import keras_hub
+from keras import ops
 
 from bimer_tf.layers import SoftAttentionPooling, StatisticsPooling
 
 POOLINGS = ("attention", "mean_std")
+
+
+@keras.saving.register_keras_serializable(package="bimer_tf")
+class UtteranceNormalization(keras.layers.Layer):
+    """Standardises `[batch, time, dim]` over time, per utterance and feature.
+
+    Each feature of each utterance gets mean 0 and variance 1 over its steps:
+    a constant offset or gain of one utterance (its speaker, microphone, room)
+    is removed from every step without any statistics of other utterances, so
+    a served request is normalised exactly as in training. No weights; the
+    statistics are computed in float32.
+
+    Args:
+        epsilon: float. Variance floor. Defaults to `1e-5`.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`.
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        mean = ops.mean(x, axis=1, keepdims=True)
+        variance = ops.mean(ops.square(x - mean), axis=1, keepdims=True)
+        return ops.cast((x - mean) * ops.rsqrt(variance + self.epsilon), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
@@ -18,7 +51,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     lower part runs in the speech front end (`bimer_tf.frontend.
     WhisperFrontend`: in `tf.data`, where its output is cached, and in the
     serving graph), and this backbone holds what is trained: the top
-    `top_encoder` layers (none by default), then attention pooling (or mean
+    `top_encoder` layers (none by default), optionally a per-utterance
+    standardisation of the states over time, then attention pooling (or mean
     + std statistics), dropout and a dense ReLU projection to `feature_dim`.
 
     Its input `"whisper_features"` `[batch, steps, hidden_dim]` is the
@@ -32,6 +66,12 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             whole encoder is frozen.
         pooling: `"attention"` (`SoftAttentionPooling`) or `"mean_std"`
             (`StatisticsPooling`). Defaults to `"attention"`.
+        normalize_states: bool. Standardise the states over time, per
+            utterance and feature (`UtteranceNormalization`), before pooling:
+            removes one utterance's speaker and channel offsets with no
+            speaker history. Needs attention pooling (mean + std statistics
+            of standardised states are the constants 0 and 1). Defaults to
+            `False`.
         normalize_pooled: bool. Batch-normalise the pooled vector, which
             puts the encoder's very unequal feature scales on one footing (a
             linear probe's standard scaler, learned). Defaults to `False`.
@@ -50,6 +90,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         hidden_dim,
         top_encoder=None,
         pooling="attention",
+        normalize_states=False,
         normalize_pooled=False,
         attention_units=128,
         dropout=0.1,
@@ -59,9 +100,17 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     ):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got '{pooling}'")
+        if normalize_states and pooling == "mean_std":
+            raise ValueError(
+                "normalize_states needs pooling='attention': the mean and std of states "
+                "standardised per utterance are the constants 0 and 1"
+            )
 
         # === Layers ===
         self.top_encoder = top_encoder
+        self.states_norm = (
+            UtteranceNormalization(dtype=dtype, name="utterance_normalization") if normalize_states else None
+        )
         if pooling == "attention":
             self.pooling_layer = SoftAttentionPooling(attention_units, dtype=dtype, name="attention_pooling")
         else:
@@ -79,7 +128,9 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         # === Functional Model ===
         states = keras.Input(shape=(None, hidden_dim), name="whisper_features")
         sequence_output = top_encoder(states) if top_encoder is not None else states
-        pooled = self.pooling_layer(sequence_output)
+        pooled = self.pooling_layer(
+            self.states_norm(sequence_output) if self.states_norm is not None else sequence_output
+        )
         if self.pooled_norm is not None:
             pooled = self.pooled_norm(pooled)
         pooled_output = self.feature_dense(self.feature_dropout(pooled))
@@ -93,6 +144,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         # === Config ===
         self.hidden_dim = hidden_dim
         self.pooling = pooling
+        self.normalize_states = normalize_states
         self.normalize_pooled = normalize_pooled
         self.attention_units = attention_units
         self.dropout = dropout
@@ -109,6 +161,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
                     else keras.saving.serialize_keras_object(self.top_encoder)
                 ),
                 "pooling": self.pooling,
+                "normalize_states": self.normalize_states,
                 "normalize_pooled": self.normalize_pooled,
                 "attention_units": self.attention_units,
                 "dropout": self.dropout,
