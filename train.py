@@ -19,13 +19,13 @@ from bimer_tf.cli import quiet_startup
 quiet_startup()  # before anything imports TensorFlow
 
 from bimer_tf.cli import add_config_arguments, run_main  # noqa: E402
-from bimer_tf.config import MODELS, load_config  # noqa: E402
+from bimer_tf.config import MODEL_NAMES, load_config  # noqa: E402
 
 DEFAULT_MODEL = "bimer"
 
 
 def main(argv=None):
-    models = "\n".join(f"  {name:<22}{description}" for name, (*_, description) in MODELS.items())
+    models = "\n".join(f"  {name:<22}{description}" for name, (*_, description) in MODEL_NAMES.items())
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
         epilog="models (--model NAME reads bimer_tf/default_configs/NAME.yaml: the demo corpus, offline\n"
@@ -34,7 +34,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--model",
-        choices=list(MODELS),
+        choices=list(MODEL_NAMES),
         metavar="NAME",
         help=f"model to train (default: {DEFAULT_MODEL} unless --config is given); see the list below",
     )

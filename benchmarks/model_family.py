@@ -55,10 +55,10 @@ def parameter_counts(run_dir: Path, config) -> dict:
 
 
 def main(argv=None) -> int:
-    from bimer_tf.config import MODELS, load_config
+    from bimer_tf.config import MODEL_NAMES, load_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default=",".join(m for m in MODELS if m != "ter_roberta"))
+    parser.add_argument("--models", default=",".join(m for m in MODEL_NAMES if m != "ter_roberta"))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", default="runs/bench")
     args = parser.parse_args(argv)

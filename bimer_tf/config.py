@@ -107,7 +107,7 @@ class ResNetCNNConfig:
 
 @dataclass
 class ResNetCRNNATConfig:
-    """`resnet_crnn_at`: BiMER's ResNet-CRNN+AT (SpeechCRNNBackbone)."""
+    """`resnet_crnn_at`: BiMER's ResNet-CRNN+AT (SpeechResNetCRNNBackbone)."""
 
     # A stem, then `blocks_per_stage` residual blocks per width.
     stage_widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
@@ -282,7 +282,7 @@ class ExperimentConfig:
 # `train.py --model NAME` reads bimer_tf/default_configs/NAME.yaml, which runs
 # offline on the demo corpus on a CPU. NAME -> (model.type, model.speech.type,
 # model.text.type, description); None where the name does not fix that branch.
-MODELS = {
+MODEL_NAMES = {
     "bimer": ("bimer", None, "bert", "BiMER: spectrogram CNN speech + BERT text, concatenated (demo: ResNet-CRNN+AT)"),
     "bimer_whisper": ("bimer", "whisper", "bert", "BiMER fusion over a pretrained Whisper encoder + BERT"),
     "mm_emor": ("mm_emor", "mobilenet", None, "MM-EMOR: MobileNet on mel + chroma, pooled text encoder"),
@@ -388,8 +388,8 @@ def read_yaml(path: str | Path) -> dict:
 
 def model_config_file(model: str) -> Path:
     """bimer_tf/default_configs/<model>.yaml for a `train.py --model` name."""
-    if model not in MODELS:
-        raise InputError(f"unknown model '{model}'; choose one of: {', '.join(MODELS)}")
+    if model not in MODEL_NAMES:
+        raise InputError(f"unknown model '{model}'; choose one of: {', '.join(MODEL_NAMES)}")
     return DEFAULT_CONFIG_DIR / f"{model}.yaml"
 
 
@@ -419,7 +419,7 @@ def load_config(
 
 def check_model_name(config: ExperimentConfig, model: str, source) -> None:
     """Fails when a config's task or branches are not those `model` names."""
-    task, speech, text, _ = MODELS[model]
+    task, speech, text, _ = MODEL_NAMES[model]
     found = {"model.type": config.model.type}
     expected = {"model.type": task}
     if speech is not None:

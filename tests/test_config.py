@@ -12,7 +12,7 @@ import yaml
 
 from bimer_tf.config import (
     DEFAULT_CONFIG_DIR,
-    MODELS,
+    MODEL_NAMES,
     SPEECH_TYPES,
     AudioConfig,
     ExperimentConfig,
@@ -100,8 +100,8 @@ def test_model_defaults_ship_inside_the_package():
 
 
 def test_every_model_name_has_a_config_that_matches_it():
-    assert set(MODELS) == {p.stem for p in DEFAULT_CONFIG_DIR.glob("*.yaml")}
-    for name, (task, speech, text, _) in MODELS.items():
+    assert set(MODEL_NAMES) == {p.stem for p in DEFAULT_CONFIG_DIR.glob("*.yaml")}
+    for name, (task, speech, text, _) in MODEL_NAMES.items():
         config = load_config(model=name)
         assert config.model.type == task
         assert speech is None or config.model.speech.type == speech

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from bimer_tf.config import MODELS, load_config
+from bimer_tf.config import MODEL_NAMES, load_config
 from bimer_tf.serving.export import export_run
 from bimer_tf.serving.export_dir import METADATA_FILE, load_saved_model
 
@@ -54,14 +54,14 @@ SIGNATURE_INPUTS = {"bimer": {"audio_wav", "text"}, "mm_emor": {"audio_wav", "te
 
 
 def test_every_model_name_has_a_tiny_test():
-    assert set(TINY_MODEL_OVERRIDES) == set(MODELS)
+    assert set(TINY_MODEL_OVERRIDES) == set(MODEL_NAMES)
 
 
 @pytest.mark.parametrize("name", sorted(TINY_MODEL_OVERRIDES))
 def test_model_trains_evaluates_and_exports(name, tiny_corpus, tiny_bert_preset, tiny_roberta_preset, tmp_path):
     from bimer_tf.training import train
 
-    preset = tiny_roberta_preset if MODELS[name][2] == "roberta" else tiny_bert_preset
+    preset = tiny_roberta_preset if MODEL_NAMES[name][2] == "roberta" else tiny_bert_preset
     overrides = tiny_overrides(tiny_corpus, preset) + TINY_MODEL_OVERRIDES[name]
     config = load_config(model=name, overrides=overrides + ["trainer.epochs=1"])
     run = train(config, tmp_path / "run")

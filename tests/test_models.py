@@ -1,4 +1,4 @@
-"""SpeechCRNNBackbone, BiMERClassifier and building them from a config."""
+"""SpeechResNetCRNNBackbone, BiMERClassifier and building them from a config."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bimer_tf.config import ExperimentConfig, ResNetCRNNATConfig
 from bimer_tf.errors import InputError
 from bimer_tf.models import (
     BiMERClassifier,
-    SpeechCRNNBackbone,
+    SpeechResNetCRNNBackbone,
     build_model,
     build_text_preprocessor,
 )
@@ -71,11 +71,11 @@ def _save_and_reload(model, tmp_path):
     return keras.saving.load_model(path)
 
 
-# --- SpeechCRNNBackbone ----------------------------------------------------
+# --- SpeechResNetCRNNBackbone ----------------------------------------------------
 
 
 def test_speech_backbone_outputs_for_variable_frames():
-    backbone = SpeechCRNNBackbone(n_mels=N_MELS, **TINY_SPEECH)
+    backbone = SpeechResNetCRNNBackbone(n_mels=N_MELS, **TINY_SPEECH)
     assert tuple(backbone.input.shape) == (None, None, N_MELS, 1)
     assert backbone.input.name == "log_mel"
     for frames, reduced in [(24, 6), (37, 10)]:  # two stride-2 stages: ceil(frames / 4)
@@ -85,7 +85,7 @@ def test_speech_backbone_outputs_for_variable_frames():
 
 
 def test_speech_backbone_blocks_and_channels():
-    backbone = SpeechCRNNBackbone(
+    backbone = SpeechResNetCRNNBackbone(
         n_mels=N_MELS, channels=3, **{**TINY_SPEECH, "blocks_per_stage": 2, "transformer_layers": 2}
     )
     blocks = backbone.residual_blocks
@@ -101,23 +101,43 @@ def test_speech_backbone_blocks_and_channels():
 
 def test_speech_backbone_rejects_heads_not_dividing_width():
     with pytest.raises(ValueError, match="transformer_heads"):
-        SpeechCRNNBackbone(n_mels=N_MELS, **{**TINY_SPEECH, "transformer_heads": 3})
+        SpeechResNetCRNNBackbone(n_mels=N_MELS, **{**TINY_SPEECH, "transformer_heads": 3})
 
 
 def test_speech_backbone_config_round_trip():
-    backbone = SpeechCRNNBackbone(n_mels=N_MELS, **TINY_SPEECH)
-    restored = SpeechCRNNBackbone.from_config(backbone.get_config())
+    backbone = SpeechResNetCRNNBackbone(n_mels=N_MELS, **TINY_SPEECH)
+    restored = SpeechResNetCRNNBackbone.from_config(backbone.get_config())
     assert restored.get_config() == backbone.get_config()
     assert restored.count_params() == backbone.count_params()
 
 
 def test_speech_backbone_keras_file_round_trip(tmp_path):
-    backbone = SpeechCRNNBackbone(n_mels=N_MELS, **TINY_SPEECH)
+    backbone = SpeechResNetCRNNBackbone(n_mels=N_MELS, **TINY_SPEECH)
     restored = _save_and_reload(backbone, tmp_path)
-    assert isinstance(restored, SpeechCRNNBackbone)
+    assert isinstance(restored, SpeechResNetCRNNBackbone)
     x = log_mel(2, 30)
     for key in ("sequence_output", "pooled_output"):
         np.testing.assert_allclose(restored(x)[key], backbone(x)[key], atol=1e-6)
+
+
+def test_checkpoint_from_before_the_rename_loads(tmp_path):
+    """A .keras file naming the backbone by its old class name, SpeechCRNNBackbone, loads."""
+    import zipfile
+
+    backbone = SpeechResNetCRNNBackbone(n_mels=N_MELS, **TINY_SPEECH)
+    new = tmp_path / "new.keras"
+    backbone.save(new)
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(new) as source, zipfile.ZipFile(old, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                data = data.replace(b"SpeechResNetCRNNBackbone", b"SpeechCRNNBackbone")
+            target.writestr(item, data)
+    restored = keras.saving.load_model(old)
+    assert isinstance(restored, SpeechResNetCRNNBackbone)
+    x = log_mel(2, 30)
+    np.testing.assert_allclose(restored(x)["pooled_output"], backbone(x)["pooled_output"], atol=1e-6)
 
 
 # --- BiMERClassifier -------------------------------------------------------
@@ -170,7 +190,7 @@ def test_cls_pooling(tiny_bert_preset):
 
 def test_classifier_config_round_trip(model):
     restored = BiMERClassifier.from_config(model.get_config())
-    assert isinstance(restored.speech_backbone, SpeechCRNNBackbone)
+    assert isinstance(restored.speech_backbone, SpeechResNetCRNNBackbone)
     assert restored.get_config() == model.get_config()
     assert restored.count_params() == model.count_params()
 

@@ -30,7 +30,7 @@ from bimer_tf.models.speech_resnet50_crnn_backbone import (
     CaffeImagePreprocessing,
     SpeechResNet50CRNNBackbone,
 )
-from bimer_tf.models import SPEECH_BACKBONE_BUILDERS, SpeechCRNNBackbone, SpeechWhisperBackbone
+from bimer_tf.models import SPEECH_BACKBONE_BUILDERS, SpeechResNetCRNNBackbone, SpeechWhisperBackbone
 from bimer_tf.models.speech_resnet_cnn_backbone import SpeechResNetCNNBackbone
 from bimer_tf.pretrained.whisper_branch import whisper_encoder_parts
 
@@ -61,7 +61,7 @@ def test_every_speech_type_has_a_builder():
     "name, backbone",
     [
         ("resnet_cnn", SpeechResNetCNNBackbone),
-        ("resnet_crnn_at", SpeechCRNNBackbone),
+        ("resnet_crnn_at", SpeechResNetCRNNBackbone),
         ("resnet50_crnn_at", SpeechResNet50CRNNBackbone),
         ("mobilenet", SpeechMobileNetBackbone),
         ("whisper", SpeechWhisperBackbone),

@@ -12,7 +12,7 @@ from bimer_tf.layers import StatisticsPooling
 from bimer_tf.models import (
     MMEMORClassifier,
     SERClassifier,
-    SpeechCRNNBackbone,
+    SpeechResNetCRNNBackbone,
     SpeechWhisperBackbone,
     TERClassifier,
     build_model,
@@ -79,7 +79,7 @@ def test_ser_classifier(tiny_bert_preset, tmp_path):
     config = tiny_config("ser", tiny_bert_preset)
     config.model.classifier_dropout = 0.5
     model = build_model(config)
-    assert isinstance(model, SERClassifier) and isinstance(model.speech_backbone, SpeechCRNNBackbone)
+    assert isinstance(model, SERClassifier) and isinstance(model.speech_backbone, SpeechResNetCRNNBackbone)
     assert list(model.input) == ["log_mel"]
     inputs = inputs_for(model, config)
     probabilities = model.predict(inputs, verbose=0)

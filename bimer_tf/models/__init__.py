@@ -21,7 +21,7 @@ from bimer_tf.pretrained.imagenet_weights import resolve_imagenet_weights
 from bimer_tf.models.mm_emor_classifier import MMEMORClassifier
 from bimer_tf.pretrained.text_presets import resolve_text_preset
 from bimer_tf.models.ser_classifier import SERClassifier
-from bimer_tf.models.speech_crnn_backbone import SpeechCRNNBackbone
+from bimer_tf.models.speech_resnet_crnn_backbone import SpeechResNetCRNNBackbone
 from bimer_tf.models.speech_mobilenet_backbone import SpeechMobileNetBackbone
 from bimer_tf.models.speech_resnet50_crnn_backbone import SpeechResNet50CRNNBackbone
 from bimer_tf.models.speech_resnet_cnn_backbone import SpeechResNetCNNBackbone
@@ -59,7 +59,7 @@ def _resnet_cnn_backbone(config) -> keras.Model:
 
 
 def _resnet_crnn_at_backbone(config) -> keras.Model:
-    return SpeechCRNNBackbone(
+    return SpeechResNetCRNNBackbone(
         **_section(config), n_mels=_frequency_bins(config), channels=config.audio.channels, name="speech_backbone"
     )
 
@@ -231,7 +231,7 @@ __all__ = [
     "MMEMORClassifier",
     "SERClassifier",
     "SPEECH_BACKBONE_BUILDERS",
-    "SpeechCRNNBackbone",
+    "SpeechResNetCRNNBackbone",
     "SpeechMobileNetBackbone",
     "SpeechResNet50CRNNBackbone",
     "SpeechResNetCNNBackbone",

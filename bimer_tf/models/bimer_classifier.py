@@ -35,7 +35,7 @@ class BiMERClassifier(EmotionClassifier):
     Args:
         speech_backbone: a `keras.Model` with one named input, returning a
             dict with `"pooled_output"`, e.g.
-            `bimer_tf.models.SpeechCRNNBackbone`.
+            `bimer_tf.models.SpeechResNetCRNNBackbone`.
         text_backbone: a `keras_hub.models.BertBackbone` or
             `RobertaBackbone` (any backbone taking a dict with
             `padding_mask` and returning its token sequence).

@@ -11,7 +11,7 @@ from bimer_tf.layers import ResidualBlock, SoftAttentionPooling
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
-class SpeechCRNNBackbone(keras_hub.models.Backbone):
+class SpeechResNetCRNNBackbone(keras_hub.models.Backbone):
     """A residual CNN, a BiGRU, Transformer encoders and attention pooling.
 
     The log-mel "image" `[batch, frames, n_mels, channels]` goes through a
@@ -52,7 +52,7 @@ class SpeechCRNNBackbone(keras_hub.models.Backbone):
 
     Example:
     ```python
-    backbone = SpeechCRNNBackbone(
+    backbone = SpeechResNetCRNNBackbone(
         stage_widths=[16, 32], blocks_per_stage=1, gru_units=32,
         attention_units=16, transformer_heads=4,
         transformer_intermediate_dim=64, transformer_layers=1, dropout=0.1,
@@ -80,7 +80,7 @@ class SpeechCRNNBackbone(keras_hub.models.Backbone):
     ):
         if not stage_widths or blocks_per_stage < 1:
             raise ValueError(
-                "SpeechCRNNBackbone needs at least one stage and one block per "
+                "SpeechResNetCRNNBackbone needs at least one stage and one block per "
                 f"stage, got stage_widths={stage_widths}, blocks_per_stage={blocks_per_stage}"
             )
         if (2 * gru_units) % transformer_heads != 0:
@@ -188,3 +188,7 @@ class SpeechCRNNBackbone(keras_hub.models.Backbone):
             }
         )
         return config
+
+
+# Checkpoints saved before the class was renamed name it SpeechCRNNBackbone.
+keras.saving.get_custom_objects()["bimer_tf>SpeechCRNNBackbone"] = SpeechResNetCRNNBackbone
