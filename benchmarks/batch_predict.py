@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), metavar="DIR")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--processes", type=int, default=10, help="clips timed for (c)")
-    parser.add_argument("--repeats", type=int, default=2, help="passes of (a) and (d); the best counts")
+    parser.add_argument("--repeats", type=int, default=3, help="passes of (a) and (d); the best counts")
     args = parser.parse_args(argv)
     corpus, export = Path(args.corpus), Path(args.saved_model)
     if not (corpus / "metadata.csv").is_file():
