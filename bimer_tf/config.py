@@ -94,8 +94,15 @@ class DataConfig:
     protocol: str | None = None  # default: the protocol in splits.json
     batch_size: int = 16
     shuffle_buffer: int = 2048
-    # Cache decoded waveforms in memory (pays for corpora that fit in RAM).
+    # Cache the front end's features: in memory when reading the manifest
+    # (pays for corpora that fit in RAM), in files under the run directory
+    # when reading shards.
     cache: bool = True
+    # "manifest" (the manifest and splits above) or "tfrecord": the sharded
+    # TFRecords in `shards`, the folder `python -m bimer_tf.data.shard` wrote
+    # (local or gs://...; `{fold}` in it is replaced by the fold, for crossval).
+    format: str = "manifest"
+    shards: str | None = None
 
 
 @dataclass
