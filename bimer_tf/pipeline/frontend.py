@@ -78,9 +78,10 @@ class AudioFrontend:
     """An `AudioConfig` turned into the front end's functions and layer.
 
     `waveform(wav_bytes)` runs per example (inside `Dataset.map` or
-    `tf.map_fn`); `log_mel(waveforms)` runs on a batch. Its features are the
-    log-mel image (with the chromagram appended when `audio.chroma`), the
-    input `"log_mel"` of the spectrogram backbones.
+    `tf.map_fn`), `samples_waveform(samples)` the same from decoded samples;
+    `log_mel(waveforms)` runs on a batch. Its features are the log-mel image
+    (with the chromagram appended when `audio.chroma`), the input `"log_mel"`
+    of the spectrogram backbones.
     """
 
     input_key = "log_mel"
@@ -111,10 +112,15 @@ class AudioFrontend:
         return self.log_mel.num_frames(self.num_samples)
 
     def waveform(self, wav_bytes):
+        return self.samples_waveform(decode_wav(wav_bytes, self.config.sample_rate))
+
+    def samples_waveform(self, samples):
+        """Mono float32 samples at `sample_rate` -> the trimmed, cropped or padded
+        waveform: what `waveform` does after decoding the WAV. Sharded TFRecords
+        (already decoded PCM16) enter the front end here."""
         c = self.config
-        audio = decode_wav(wav_bytes, c.sample_rate)
         audio = trim_silence(
-            audio, c.trim_top_db, c.trim_frame_length, c.trim_hop_length, c.silence_floor_dbfs
+            samples, c.trim_top_db, c.trim_frame_length, c.trim_hop_length, c.silence_floor_dbfs
         )
         return fit_length(audio, self.num_samples)
 
