@@ -4,10 +4,18 @@ select the best epoch on validation UA, evaluate on the held-out split.
 Writes the run directory (its format: `run_dir.py`): `config.yaml`,
 `data_report.json`, `checkpoints/best.keras` (+ `best.json`: its epoch and
 validation UA), `tensorboard/`, `eval.json`, `confusion.png`; while training,
-`backup/` holds the last finished epoch (see `resume.py`).
+`backup/` holds the last finished epoch (see `resume.py`) and, when reading
+sharded TFRecords (`data.format: tfrecord`) with `data.cache`, `cache/` the
+features cached on disk (removed when the run ends).
 
 Under `runtime.strategy=multi_worker` every worker runs this same function;
-only the chief (worker 0) writes the run directory.
+only the chief (worker 0) writes the run directory. Reading the manifest,
+every worker reads all rows and keeps its share of each batch. Reading
+shards, each worker reads its own training shard files
+(`AutoShardPolicy.FILE`, file i to worker i % workers), endlessly, for the
+same number of steps per epoch (its files may hold more or fewer rows than
+another worker's); validation stays exact: every worker reads every
+validation shard and keeps its share of each batch.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import math
 import shutil
 import tempfile
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +32,13 @@ import keras
 import tensorflow as tf
 
 from bimer_tf.config import ExperimentConfig, save_config
-from bimer_tf.pipeline.dataset import build_dataset, make_spec_augment, validate_rows
+from bimer_tf.pipeline.dataset import (
+    build_dataset,
+    build_shard_dataset,
+    check_shard_split,
+    make_spec_augment,
+    validate_rows,
+)
 from bimer_tf.errors import InputError
 from bimer_tf.evaluation.metrics import classification_report, predict_dataset, write_eval
 from bimer_tf.pipeline.frontend import build_speech_frontend
@@ -44,6 +59,9 @@ from bimer_tf.training.run_dir import (
     read_state,
 )
 from bimer_tf.training.strategy import is_chief, make_strategy, patch_keras_distributed, strategy_name
+
+# Features cached on disk when reading shards, inside the run directory.
+SHARD_CACHE_DIR = "cache"
 
 
 def resume_point(config: ExperimentConfig, run_dir: Path) -> tuple[str, dict | None]:
@@ -73,10 +91,48 @@ def class_weights(rows: list[dict], labels: list[str], mode: str) -> dict[int, f
     Counts are over the given (kept) rows and the classes they contain, so
     the weights average to one over the rows.
     """
+    return class_weights_from_counts(Counter(row["label"] for row in rows), labels, mode)
+
+
+def class_weights_from_counts(per_class: dict, labels: list[str], mode: str) -> dict[int, float] | None:
+    """`class_weights` from kept rows per label (what a shard index gives)."""
     if mode == "none":
         return None
-    counts = Counter(labels.index(row["label"]) for row in rows)
-    return {index: len(rows) / (len(counts) * count) for index, count in sorted(counts.items())}
+    counts = {labels.index(label): count for label, count in per_class.items() if count}
+    total = sum(counts.values())
+    return {index: total / (len(counts) * count) for index, count in sorted(counts.items())}
+
+
+def input_pipeline(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """(this worker's input pipeline, how many there are): what `AutoShardPolicy.FILE`
+    divides files by. The chief comes first, then the workers in TF_CONFIG order."""
+    resolver = strategy.cluster_resolver
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 0, 1
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get("chief", []))
+    count = chiefs + len(cluster.get("worker", []))
+    if resolver.task_type == "chief":
+        return 0, count
+    return chiefs + int(resolver.task_id), count
+
+
+def assign_shards(check, strategy, split: str) -> None:
+    """Records (and prints) the shard files of `split` this worker reads under
+    multi-worker training: file i goes to input pipeline i % workers, as
+    `AutoShardPolicy.FILE` divides them."""
+    index, count = input_pipeline(strategy)
+    if count == 1:
+        return
+    if len(check.files) < count:
+        raise InputError(
+            f"the {split} split has {len(check.files)} shard file(s) for {count} workers; each worker "
+            f"reads its own shards: write at least {count} (`python -m bimer_tf.data.shard ... "
+            f"--min-shards {count}`)"
+        )
+    check.worker_files = check.files[index::count]
+    names = ", ".join(path.rsplit("/", 1)[-1] for path in check.worker_files)
+    print(f"{split}: worker {index} of {count} reads {len(check.worker_files)} of {len(check.files)} shards: {names}")
 
 
 def train(config: ExperimentConfig, output: str | Path, resume: bool = False) -> Path:
@@ -118,24 +174,41 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     data = resolve_data(config)
     frontend = build_speech_frontend(config) if needs_audio else None
     preprocessor = build_text_preprocessor(config) if needs_text else None
-    checks = {
-        split: validate_rows(rows, labels, frontend, needs_text) for split, rows in data.splits.items()
-    }
+    cache_dir = run_dir / SHARD_CACHE_DIR
+    shutil.rmtree(cache_dir, ignore_errors=True)  # a cache left by an interrupted run
+    if data.shards is not None:
+        checks = {
+            split: check_shard_split(data.shards.directory, index, labels, frontend, needs_text)
+            for split, index in data.shards.indexes.items()
+        }
+        print(f"reading sharded TFRecords from {data.shards.directory}")
+        if multi_worker:
+            assign_shards(checks["train"], strategy, "train")
+        if config.data.cache:
+            cache_dir.mkdir(parents=True)
+    else:
+        checks = {
+            split: validate_rows(rows, labels, frontend, needs_text) for split, rows in data.splits.items()
+        }
     report = {split: check.summary() for split, check in checks.items()}
-    weights = class_weights(checks["train"].kept, labels, config.trainer.class_weight)
+    weights = class_weights_from_counts(
+        report["train"]["kept_per_class"], labels, config.trainer.class_weight
+    )
     if weights is not None:
         report["class_weight"] = {labels[index]: weight for index, weight in weights.items()}
     (run_dir / "data_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     for split, check in checks.items():
         summary = check.summary()
         print(f"{split}: {summary['kept']} of {summary['seen']} rows, per class {summary['kept_per_class']}")
-        for item in check.skipped[:5]:
+        for item in summary["skipped_items"][:5]:
             print(f"  skipped {item['id']}: {item['reason']}")
-        if len(check.skipped) > 5:
-            print(f"  ... {len(check.skipped) - 5} more in {run_dir / 'data_report.json'}")
+        if len(summary["skipped_items"]) > 5:
+            print(f"  ... {len(summary['skipped_items']) - 5} more in {run_dir / 'data_report.json'}")
+        for reason, count in summary.get("skipped_reasons", {}).items():
+            print(f"  skipped {count}: {reason}")
     if weights is not None:
         print("class weights (balanced): " + ", ".join(f"{k} {v:.3f}" for k, v in report["class_weight"].items()))
-    steps_per_epoch = max(1, math.ceil(len(checks["train"].kept) / config.data.batch_size))
+    steps_per_epoch = max(1, math.ceil(report["train"]["kept"] / config.data.batch_size))
 
     with strategy.scope():
         model = initialize_from_runs(build_model(config), config)
@@ -147,14 +220,36 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
         )
     patch_keras_distributed(model, strategy)
 
-    # The datasets come from in-memory file lists, not files to divide among
+    # Manifest rows come from in-memory file lists, not files to divide among
     # workers: each worker runs the whole pipeline and keeps its share of every
     # batch. The shuffle is seeded, so all workers see the same order and the
-    # shares are disjoint.
+    # shares are disjoint. Training shards are files: each worker reads its
+    # own (file i goes to worker i % workers, before the files are shuffled).
     sharding = tf.data.Options()
     sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    file_sharding = tf.data.Options()
+    file_sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
+    # Workers reading their own shards run out at different steps, and a
+    # worker must not wait for the others in a collective op: their training
+    # data repeats, and every epoch is `steps_per_epoch` steps.
+    endless = multi_worker and data.shards is not None
 
     def dataset(split, training):
+        if data.shards is not None:
+            return build_shard_dataset(
+                checks[split].files,
+                labels,
+                frontend,
+                preprocessor,
+                count=checks[split].kept,
+                batch_size=config.data.batch_size,
+                training=training,
+                spec_augment=make_spec_augment(config.spec_augment, seed=config.trainer.seed),
+                shuffle_buffer=config.data.shuffle_buffer,
+                cache=str(cache_dir / split) if config.data.cache else None,
+                seed=config.trainer.seed,
+                repeat=endless and training,
+            ).with_options(file_sharding if training else sharding)
         return build_dataset(
             checks[split].kept,
             labels,
@@ -206,16 +301,23 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     epochs = config.trainer.epochs
     if state is not None and state["stopped_early"]:
         epochs = initial_epoch  # early stopping had ended the run; only evaluation is left
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        class_weight=weights,
-        callbacks=callbacks,
-        shuffle=False,  # the training dataset shuffles itself, every epoch
-    )
+    with warnings.catch_warnings():
+        if data.shards is not None:
+            # Filtered in the graph, a shard dataset's length is unknown until
+            # its first epoch ends, where Keras warns that the input "ran out".
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            class_weight=weights,
+            callbacks=callbacks,
+            shuffle=False,  # the training dataset shuffles itself, every epoch
+            steps_per_epoch=steps_per_epoch if endless else None,
+        )
     if not chief:
+        shutil.rmtree(cache_dir, ignore_errors=True)
         scratch.cleanup()
         print("training done; the chief worker evaluates and writes the run directory")
         return Path(output)
@@ -228,6 +330,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     result.update({"best_epoch": checkpoint.best_epoch, "best_val_ua": best_val_ua})
     write_eval(result, run_dir, protocol=data.protocol, split=f"{data.fold.name}/{split}")
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # the run is complete
+    shutil.rmtree(cache_dir, ignore_errors=True)
     print(
         f"{split} ({data.protocol}, fold {data.fold.name}, n={result['n']}): "
         f"UA {result['ua']:.4f}  WA {result['wa']:.4f}  macro-F1 {result['macro_f1']:.4f} "
