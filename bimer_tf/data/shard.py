@@ -1,6 +1,6 @@
 """`python -m bimer_tf.data.shard`: a manifest (and its splits) as sharded TFRecords.
 
-    python -m bimer_tf.data.shard --manifest M [--splits S] [--fold F] --out DIR
+    python -m bimer_tf.data.shard --manifest M [--splits S [--fold F | --all-folds]] --out DIR
         [--shard-mb 128] [--min-shards 1] [--workers N]
 
 With `--splits` (a splits.json) each split of the fold (`--fold`, default
@@ -8,7 +8,9 @@ the first) becomes `<split>-NNNNN-of-MMMMM.tfrecord` files and
 `<split>.index.json` in DIR, rows in the fold's order; augmented copies
 that `split --aug-manifest` added are found in the fold's own manifests, as
 training finds them. Without `--splits` every row of the manifest goes to
-one split named `all`. The format: `bimer_tf.data.shards`.
+one split named `all`. `--all-folds` writes every fold of the splits file,
+each into DIR/<fold>/ (what crossval reads with `data.shards: DIR/{fold}`).
+The format: `bimer_tf.data.shards`.
 
 Each clip is decoded and resampled to 16 kHz mono (`load_audio`), on
 `--workers` processes. A clip that cannot be used (missing, unreadable,
@@ -176,8 +178,11 @@ def shard_manifest(
     workers: int | None = None,
     silence_floor_dbfs: float = SILENCE_FLOOR_DBFS,
     progress: bool = True,
+    fold_order: list[str] | None = None,
 ) -> dict:
-    """Shards every split; writes and returns the report (`shard_report.json`)."""
+    """Shards every split; writes and returns the report (`shard_report.json`).
+    `fold_order` (the folds of the splits file, recorded in the report) is
+    for one fold of `--all-folds`."""
     started = time.perf_counter()
     workers = available_cpus() if workers is None else workers
     if workers < 1:
@@ -190,6 +195,7 @@ def shard_manifest(
         "splits_file": str(Path(splits).resolve()) if splits else None,
         "protocol": protocol,
         "fold": fold_name,
+        "fold_order": fold_order,
         "shard_mb": shard_mb,
         "min_shards": min_shards,
         "sample_rate": shards.SAMPLE_RATE,
@@ -226,7 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="splits.json: shard the fold's train/val/test; without it the whole manifest "
         f"becomes one split named '{shards.ALL_SPLIT}'",
     )
-    parser.add_argument("--fold", help="fold name in --splits (default: the first)")
+    folds = parser.add_mutually_exclusive_group()
+    folds.add_argument("--fold", help="fold name in --splits (default: the first)")
+    folds.add_argument(
+        "--all-folds",
+        action="store_true",
+        help="every fold of --splits, each into OUT/<fold>/ (for crossval: data.shards=OUT/{fold})",
+    )
     parser.add_argument("--out", required=True, help="output folder (or gs://... URL)")
     parser.add_argument(
         "--shard-mb",
@@ -253,19 +265,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.fold and not args.splits:
-        raise InputError("--fold needs --splits (the splits.json that names the fold)")
-    report = shard_manifest(
-        args.manifest,
-        args.out,
-        splits=args.splits,
-        fold=args.fold,
-        shard_mb=args.shard_mb,
-        min_shards=args.min_shards,
-        workers=args.workers,
-        silence_floor_dbfs=args.silence_floor_dbfs,
-        progress=not args.no_progress,
-    )
+    if (args.fold or args.all_folds) and not args.splits:
+        raise InputError("--fold and --all-folds need --splits (the splits.json that names the folds)")
+    folds = [args.fold]
+    if args.all_folds:
+        folds = [fold.name for fold in read_splits(args.splits)[1]]
+    for fold in folds:
+        out = shards.join(args.out, fold) if args.all_folds else args.out
+        if args.all_folds:
+            print(f"fold {fold} -> {out}")
+        report = shard_manifest(
+            args.manifest,
+            out,
+            splits=args.splits,
+            fold=fold,
+            shard_mb=args.shard_mb,
+            min_shards=args.min_shards,
+            workers=args.workers,
+            silence_floor_dbfs=args.silence_floor_dbfs,
+            progress=not args.no_progress,
+            fold_order=folds if args.all_folds else None,
+        )
+        print_report(report, out)
+    return 0
+
+
+def print_report(report: dict, out: str) -> None:
     for split, counts in report["splits"].items():
         print(
             f"{split}: read {counts['read']} = written {counts['written']} + skipped {counts['skipped']} "
@@ -274,9 +299,8 @@ def main(argv=None) -> int:
         for item in counts["skipped_items"][:5]:
             print(f"  skipped {item['id']}: {item['reason']}")
         if counts["skipped"] > 5:
-            print(f"  ... {counts['skipped'] - 5} more in {shards.join(args.out, shards.REPORT_NAME)}")
-    print(f"shards and indexes in {args.out} ({report['seconds']:.1f} s)")
-    return 0
+            print(f"  ... {counts['skipped'] - 5} more in {shards.join(out, shards.REPORT_NAME)}")
+    print(f"shards and indexes in {out} ({report['seconds']:.1f} s)")
 
 
 if __name__ == "__main__":
