@@ -300,6 +300,20 @@ def parse_features():
     return spec
 
 
+def pcm16_wav(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """int16 samples as a mono 16-bit PCM WAV file (a 44-byte header and the same
+    samples): what a model's `audio_wav` input takes."""
+    import struct
+
+    data = pcm16_bytes(samples)
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16, 1, 1,
+        sample_rate, sample_rate * 2, 2, 16, b"data", len(data),
+    )
+    return header + data
+
+
 def pcm16_waveform(audio_bytes):
     """In-graph: a scalar string of PCM16 little-endian bytes -> float32 samples,
     the same values `tf.audio.decode_wav` gives for those samples in a WAV."""
