@@ -4,6 +4,8 @@
         --fold fold1 --split test
     python -m bimer_tf.evaluate --saved-model export/bimer/1 --manifest data/meld/manifest.jsonl \
         --label-map joy=happy,sadness=sad,anger=angry        # cross-corpus
+    python -m bimer_tf.evaluate --run runs/ravdess --shards data/ravdess_shards --split test
+    python -m bimer_tf.evaluate --run runs/ravdess --split test   # the run's own data (its config)
 
 Writes `eval.json` (the run-directory contract: ua, wa, macro_f1, per_class,
 confusion, labels, n, protocol, split; plus the row counts) and
@@ -17,6 +19,12 @@ its `serving_default` signature takes (`audio_wav` and/or `text`).
 Rows are accounted for, never dropped silently: seen = kept + unmapped
 (a label the model does not know and `--label-map` does not map) + skipped
 (unusable audio or text, as in training).
+
+`--shards DIR` reads sharded TFRecords (`python -m bimer_tf.data.shard`)
+instead of a manifest: a run through the same input pipeline as training
+from shards, an export fed each clip's samples as a WAV. Their counts come
+from the split's index. Without `--manifest` or `--shards` the model's own
+config names the data (`data.format`, `data.shards` or `data.manifest`).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from pathlib import Path
 
 from bimer_tf.cli import add_saved_model_argument
 from bimer_tf.config import ExperimentConfig
+from bimer_tf.data import shards
 from bimer_tf.data.manifest import read_manifest, read_splits, select_fold
 from bimer_tf.errors import InputError
 
@@ -101,6 +110,71 @@ class Selection:
     protocol: str
     split: str
     tag: str  # names the default output folder
+    shards: "ShardSource | None" = None
+
+
+@dataclass
+class ShardSource:
+    """One split of sharded TFRecords: its folder and index."""
+
+    directory: str
+    index: dict
+
+
+def select_shards(directory, fold=None, split=None) -> Selection:
+    """One split (default test) of a folder of sharded TFRecords."""
+    directory = str(directory)
+    split = split or "test"
+    index = shards.read_index(directory, split)
+    report = shards.read_report(directory) or {}
+    written_fold = report.get("fold")
+    if fold is not None and fold != written_fold:
+        raise InputError(
+            f"{directory} holds the shards of fold '{written_fold}', not --fold {fold}; "
+            f"write that fold with `python -m bimer_tf.data.shard ... --fold {fold}` or drop --fold"
+        )
+    name = directory.rstrip("/").rsplit("/", 1)[-1]
+    return Selection(
+        rows=[],
+        corpus_labels=set(index["per_class"]),
+        protocol=report.get("protocol") or "shards",
+        split=f"{written_fold}/{split}" if written_fold else split,
+        tag=f"{name}-{split}",
+        shards=ShardSource(directory, index),
+    )
+
+
+def select_from_config(config: ExperimentConfig, fold=None, split=None) -> Selection:
+    """The data a model's config names: its shards (data.format=tfrecord) or its
+    manifest and splits, the fold `--fold` or data.fold."""
+    from bimer_tf.training.run_data import data_format, shard_directory
+
+    fold = fold or config.data.fold
+    if data_format(config) == "tfrecord":
+        return select_shards(shard_directory(config, fold), fold, split)
+    if config.data.manifest is None:
+        raise InputError(
+            "the model's config names no manifest (data.manifest is null: the demo corpus); "
+            "pass --manifest or --shards"
+        )
+    return select_rows(config.data.manifest, config.data.splits, fold, split or "test")
+
+
+def relabel_index(index: dict, mapping: dict[str, str], model_labels: list[str]) -> tuple[dict, Counter]:
+    """An index's counts with labels as `map_labels` relabels rows, and the
+    unmapped rows per original label."""
+    known = set(model_labels)
+    per_class, inputs, unmapped = Counter(), {}, Counter()
+    for label, count in index["per_class"].items():
+        ours = mapping.get(label, label if label in known else None)
+        if ours is None:
+            unmapped[label] += count
+            continue
+        per_class[ours] += count
+        target = inputs.setdefault(ours, dict.fromkeys(shards.INPUT_KINDS, 0))
+        for kind, n in index["per_class_inputs"][label].items():
+            target[kind] += n
+    return {**index, "per_class": dict(per_class), "per_class_inputs": inputs, "rows": sum(per_class.values())}, unmapped
 
 
 def select_rows(manifest, splits=None, fold=None, split=None) -> Selection:
@@ -170,6 +244,28 @@ class RunModel:
         )
         return predict_dataset(model, dataset)
 
+    def predict_shards(self, check, mapping, batch_size):
+        """Labels and probabilities of a split in shards, through the training input pipeline."""
+        from bimer_tf.evaluation.metrics import predict_dataset
+        from bimer_tf.models import build_text_preprocessor
+        from bimer_tf.pipeline.dataset import build_shard_dataset
+        from bimer_tf.pipeline.frontend import build_speech_frontend
+        from bimer_tf.training.run_dir import load_best_model
+
+        needs_audio, needs_text = self.modalities()
+        model = load_best_model(self.path)
+        dataset = build_shard_dataset(
+            check.files,
+            self.labels,
+            build_speech_frontend(self.config) if needs_audio else None,
+            build_text_preprocessor(self.config) if needs_text else None,
+            count=check.kept,
+            batch_size=batch_size,
+            training=False,
+            label_map=mapping,
+        )
+        return predict_dataset(model, dataset)
+
 
 class ServedModel:
     """An exported SavedModel version folder, run through `serving_default`."""
@@ -218,6 +314,45 @@ class ServedModel:
         y_true = np.array([self.labels.index(row["label"]) for row in rows])
         return y_true, np.concatenate(y_prob)
 
+    def predict_shards(self, check, mapping, batch_size):
+        """A split in shards, each usable clip fed as a WAV of its samples (the
+        rows the shard pipeline keeps: known or mapped label, audio not quieter
+        than the silence floor, a transcript when the model reads text)."""
+        import numpy as np
+
+        from bimer_tf.serving.feed import serve_batch
+
+        needs_audio, needs_text = self.modalities()
+        floor = 10.0 ** (self.config.audio.silence_floor_dbfs / 20.0)
+        y_true, y_prob, batch = [], [], []
+
+        def flush():
+            y_prob.append(
+                serve_batch(
+                    self.serve(),
+                    [shards.pcm16_wav(samples) for _, samples in batch] if needs_audio else None,
+                    [row["text"] for row, _ in batch] if needs_text else None,
+                )
+            )
+            batch.clear()
+
+        for path in check.files:
+            for row, samples in shards.read_shard(path):
+                label = mapping.get(row["label"], row["label"])
+                if label not in self.labels:
+                    continue
+                if needs_audio and (samples is None or np.max(np.abs(shards.to_float(samples))) < floor):
+                    continue
+                if needs_text and not (row["text"] or "").strip():
+                    continue
+                y_true.append(self.labels.index(label))
+                batch.append((row, samples))
+                if len(batch) == batch_size:
+                    flush()
+        if batch:
+            flush()
+        return np.array(y_true), np.concatenate(y_prob) if y_prob else np.zeros((0, len(self.labels)))
+
 
 # === Evaluation ===
 
@@ -225,14 +360,17 @@ class ServedModel:
 def evaluate(model, selection: Selection, mapping: dict[str, str], output, batch_size: int) -> dict:
     """Evaluates `model` (a RunModel or ServedModel) on the selected rows; writes eval.json."""
     from bimer_tf.pipeline.dataset import validate_rows
-    from bimer_tf.evaluation.metrics import classification_report, write_eval
+    from bimer_tf.evaluation.metrics import classification_report
     from bimer_tf.pipeline.frontend import AudioFrontend
 
-    mapped = map_labels(selection.rows, mapping, model.labels)
     needs_audio, needs_text = model.modalities()
+    frontend = AudioFrontend(model.config.audio) if needs_audio else None
+    if selection.shards is not None:
+        return evaluate_shards(model, selection, mapping, output, batch_size, frontend, needs_text)
+    mapped = map_labels(selection.rows, mapping, model.labels)
     # The checks of training (readable WAV at the right rate, not silent; a
     # transcript when the model reads text); they need only the audio config.
-    check = validate_rows(mapped.rows, model.labels, AudioFrontend(model.config.audio) if needs_audio else None, needs_text)
+    check = validate_rows(mapped.rows, model.labels, frontend, needs_text)
     counts = {
         "seen": len(selection.rows),
         "kept": len(check.kept),
@@ -263,6 +401,54 @@ def evaluate(model, selection: Selection, mapping: dict[str, str], output, batch
             "label_map": mapping,
         }
     )
+    return _write(report, selection, output)
+
+
+def evaluate_shards(model, selection: Selection, mapping, output, batch_size, frontend, needs_text) -> dict:
+    """`evaluate` on one split of sharded TFRecords; counts from its index."""
+    from bimer_tf.evaluation.metrics import classification_report
+    from bimer_tf.pipeline.dataset import check_shard_split
+
+    source = selection.shards
+    index, unmapped = relabel_index(source.index, mapping, model.labels)
+    check = check_shard_split(source.directory, index, model.labels, frontend, needs_text)
+    counts = {
+        "seen": source.index["rows"],
+        "kept": check.kept,
+        "unmapped": sum(unmapped.values()),
+        "skipped": index["rows"] - check.kept,
+    }
+    print(
+        f"{selection.split} ({selection.protocol}, shards in {source.directory}): {counts['kept']} of "
+        f"{counts['seen']} rows evaluated, {counts['unmapped']} with a label the model does not know, "
+        f"{counts['skipped']} unusable"
+    )
+    for label, count in sorted(unmapped.items()):
+        print(f"  left out {count} rows labelled '{label}' (no mapping; add --label-map {label}=<one of {','.join(model.labels)}>)")
+    for reason, count in check.skipped_reasons.items():
+        print(f"  skipped {count}: {reason}")
+    if not check.kept:
+        raise InputError("no row left to evaluate; check the labels (--label-map) and the shards' index")
+    y_true, y_prob = model.predict_shards(check, mapping, batch_size)
+    report = classification_report(y_true, y_prob, model.labels)
+    report.update(
+        {
+            "model": str(model.path),
+            "shards": source.directory,
+            "rows_sha256": source.index["rows_sha256"],
+            "manifest_rows": counts,
+            "unmapped_labels": dict(sorted(unmapped.items())),
+            "skipped_items": [],
+            "skipped_reasons": check.skipped_reasons,
+            "label_map": mapping,
+        }
+    )
+    return _write(report, selection, output)
+
+
+def _write(report: dict, selection: Selection, output) -> dict:
+    from bimer_tf.evaluation.metrics import write_eval
+
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     write_eval(report, output, protocol=selection.protocol, split=selection.split)
@@ -283,10 +469,18 @@ def main(argv=None):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="DIR", help="a finished run directory (checkpoints/best.keras + config.yaml)")
     add_saved_model_argument(source, required=False)
-    parser.add_argument("--manifest", required=True, metavar="FILE", help="manifest (JSON Lines) to evaluate on")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--manifest", metavar="FILE", help="manifest (JSON Lines) to evaluate on")
+    data.add_argument(
+        "--shards", metavar="DIR",
+        help="sharded TFRecords to evaluate on (python -m bimer_tf.data.shard; local or gs://)",
+    )
     parser.add_argument("--splits", metavar="FILE", help="splits file (default: splits.json beside the manifest)")
     parser.add_argument("--fold", metavar="NAME", help="fold of the splits file (default: the first)")
-    parser.add_argument("--split", choices=SPLITS, help="split of the fold (default: test)")
+    parser.add_argument(
+        "--split", choices=SPLITS + (shards.ALL_SPLIT,),
+        help=f"split of the fold (default: test; '{shards.ALL_SPLIT}': shards written without --splits)",
+    )
     parser.add_argument(
         "--label-map", metavar="OTHER=OURS,...",
         help="relabel the manifest's labels to the model's, e.g. joy=happy,anger=angry; "
@@ -301,8 +495,17 @@ def main(argv=None):
     # Everything that can be wrong with the arguments is checked before
     # TensorFlow loads.
     mapping = parse_label_map(args.label_map)
+    if args.shards and args.splits:
+        raise InputError("--splits is for --manifest; shards hold their split already (--split)")
+    if args.split == shards.ALL_SPLIT and not args.shards:
+        raise InputError(f"--split {shards.ALL_SPLIT} is for --shards; without --split every row of a manifest is evaluated")
     model = RunModel(args.run) if args.run else ServedModel(args.saved_model)
-    selection = select_rows(args.manifest, args.splits, args.fold, args.split)
+    if args.shards:
+        selection = select_shards(args.shards, args.fold, args.split)
+    elif args.manifest:
+        selection = select_rows(args.manifest, args.splits, args.fold, args.split)
+    else:
+        selection = select_from_config(model.config, args.fold, args.split)
     check_label_map(mapping, model.labels, selection.corpus_labels)
     output = Path(args.output) if args.output else model.default_output / selection.tag
     evaluate(model, selection, mapping, output, args.batch_size or model.config.data.batch_size)
