@@ -9,6 +9,10 @@ own process, so no Keras state or memory carries over between folds. Writes
 n, wall seconds, protocol and config) and `<output>/crossval.md` (a Markdown
 table), updated after every fold. Run again, it reuses each fold that
 finished with the same resolved config and resumes one that was interrupted.
+
+From sharded TFRecords (`data.format: tfrecord`), `data.shards` ends in
+`/{fold}`: one folder per fold, as `python -m bimer_tf.data.shard --splits S
+--all-folds --out ROOT` writes them (`data.shards: ROOT/{fold}`).
 """
 
 from __future__ import annotations
@@ -154,6 +158,18 @@ def train_fold(config: ExperimentConfig, run_dir: Path, config_file: Path, resum
     return round(time.monotonic() - start, 1)
 
 
+def shard_fold_list(config: ExperimentConfig) -> tuple[str, str, list[Fold]]:
+    """(data.shards, protocol, folds) of a config reading shards: one folder per
+    fold, `data.shards: ROOT/{fold}` (`python -m bimer_tf.data.shard --all-folds`)."""
+    from bimer_tf.data import shards
+    from bimer_tf.training.run_data import shard_directory, shard_folds
+
+    names = shard_folds(config)
+    report = shards.read_report(shard_directory(config, names[0])) or {}
+    protocol = config.data.protocol or report.get("protocol") or "shards"
+    return config.data.shards, protocol, [Fold(name, [], [], []) for name in names]
+
+
 def cross_validate(config: ExperimentConfig, output: Path, folds: list[Fold], protocol: str, document: dict) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     walls = previous_wall_seconds(output)
@@ -204,11 +220,14 @@ def main(argv=None):
             "--config is required: the experiment to cross-validate, e.g. configs/ravdess/ser_whisper.yaml"
         )
 
-    from bimer_tf.training.run_data import splits_path
+    from bimer_tf.training.run_data import data_format, splits_path
 
     config = load_config(args.config, args.overrides)
-    _, splits_file = splits_path(config)
-    protocol, all_folds = read_splits(splits_file)
+    if data_format(config) == "tfrecord":
+        splits_file, protocol, all_folds = shard_fold_list(config)
+    else:
+        _, splits_file = splits_path(config)
+        protocol, all_folds = read_splits(splits_file)
     folds = select_folds(all_folds, args.folds)
     if config.data.fold is not None:
         print(f"note: data.fold={config.data.fold} is ignored; every selected fold is trained")
