@@ -171,23 +171,32 @@ def test_file_sharding_gives_each_worker_its_own_files(tiny_shards, tmp_path):
             assert got == expected
 
 
-def test_training_from_shards_matches_training_from_the_manifest(tiny_corpus, tiny_bert_preset, tiny_shards, tmp_path):
-    import keras
-
+@pytest.fixture(scope="module")
+def two_runs(tiny_corpus, tiny_bert_preset, tiny_shards, tmp_path_factory):
+    """One epoch of the tiny BiMER model from the manifest and from its shards."""
     from bimer_tf.training import train
-    from bimer_tf.training.run_dir import BEST_CHECKPOINT
 
+    root = tmp_path_factory.mktemp("two_runs")
     # SpecAugment is off: its masks are not reproducible from one run to the
     # next even from the manifest (a stateful random generator in a parallel
     # tf.data map), and this compares two runs.
     extra = ["trainer.epochs=1", "spec_augment.enabled=false", "trainer.class_weight=balanced"]
-    manifest_run = train(small_config(tiny_corpus, tiny_bert_preset, *extra), tmp_path / "manifest")
+    manifest_run = train(small_config(tiny_corpus, tiny_bert_preset, *extra), root / "manifest")
     shard_run = train(
         small_config(
             tiny_corpus, tiny_bert_preset, *extra, "data.format=tfrecord", f"data.shards={tiny_shards[0]}"
         ),
-        tmp_path / "shards",
+        root / "shards",
     )
+    return manifest_run, shard_run
+
+
+def test_training_from_shards_matches_training_from_the_manifest(two_runs):
+    import keras
+
+    from bimer_tf.training.run_dir import BEST_CHECKPOINT
+
+    manifest_run, shard_run = two_runs
     assert not (shard_run / "cache").exists()  # the on-disk cache goes with the run
     manifest_eval = json.loads((manifest_run / "eval.json").read_text())
     shard_eval = json.loads((shard_run / "eval.json").read_text())
@@ -203,3 +212,70 @@ def test_training_from_shards_matches_training_from_the_manifest(tiny_corpus, ti
     second = keras.saving.load_model(shard_run / BEST_CHECKPOINT)
     for a, b in zip(first.get_weights(), second.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_one_checkpoint_evaluates_the_same_on_the_manifest_and_its_shards(two_runs, tiny_corpus, tiny_shards, tmp_path):
+    """`python -m bimer_tf.evaluate` on the test split: --manifest, --shards, and the
+    run's own config (data.format=tfrecord) give one result."""
+    from bimer_tf.evaluation.evaluate import main
+
+    manifest_run, shard_run = two_runs
+    main(["--run", str(manifest_run), "--manifest", str(tiny_corpus), "--split", "test", "--output", str(tmp_path / "m")])
+    main(["--run", str(manifest_run), "--shards", str(tiny_shards[1]), "--split", "test", "--output", str(tmp_path / "s")])
+    main(["--run", str(shard_run), "--split", "test", "--output", str(tmp_path / "c")])
+    results = [json.loads((tmp_path / name / "eval.json").read_text()) for name in "msc"]
+    for key in ("ua", "wa", "macro_f1", "confusion", "n", "split", "protocol"):
+        assert results[0][key] == results[1][key], key
+    assert results[1]["manifest_rows"] == {"seen": 8, "kept": 8, "unmapped": 0, "skipped": 0}
+    assert results[2]["shards"] == str(tiny_shards[0]) and results[2]["n"] == 8
+
+
+def test_evaluation_counts_and_relabels_shard_rows(two_runs, tiny_shards, tmp_path):
+    from bimer_tf.evaluation.evaluate import main
+
+    manifest_run, _ = two_runs
+    main(
+        ["--run", str(manifest_run), "--shards", str(tiny_shards[0]), "--split", "train",
+         "--label-map", "bored=sad", "--output", str(tmp_path / "e")]
+    )
+    report = json.loads((tmp_path / "e" / "eval.json").read_text())
+    # 18 rows in the shards: 'bored' now counts as sad, one row has no transcript.
+    assert report["manifest_rows"] == {"seen": 18, "kept": 17, "unmapped": 0, "skipped": 1}
+    assert report["n"] == 17
+    assert report["skipped_reasons"] == {"no transcript (text is empty or null)": 1}
+
+
+def test_an_export_is_fed_each_shard_clip_as_a_wav_of_its_samples(tiny_corpus, tiny_shards):
+    """ServedModel on shards feeds `audio_wav` the same samples as on the manifest."""
+    import tensorflow as tf
+
+    from bimer_tf.config import ExperimentConfig
+    from bimer_tf.data import shards
+    from bimer_tf.evaluation.evaluate import ServedModel, select_rows
+    from bimer_tf.pipeline.dataset import check_shard_split
+
+    @tf.function
+    def serve(audio_wav, text):
+        def one(wav):
+            samples = tf.audio.decode_wav(wav)[0][:, 0]
+            return tf.stack([tf.reduce_mean(samples), tf.math.reduce_std(samples), tf.reduce_max(samples), 0.0])
+
+        logits = tf.map_fn(one, audio_wav, fn_output_signature=tf.float32) * 100.0
+        logits += tf.cast(tf.strings.length(text), tf.float32)[:, None] * 0.01
+        return {"probabilities": tf.nn.softmax(logits)}
+
+    class FakeExport(ServedModel):
+        def __init__(self):
+            self.labels, self.config, self._serve = list(TINY_LABELS), ExperimentConfig(), serve
+
+        def modalities(self):
+            return True, True
+
+    model = FakeExport()
+    rows = select_rows(tiny_corpus, split="test").rows
+    index = shards.read_index(tiny_shards[1], "test")
+    check = check_shard_split(tiny_shards[1], index, TINY_LABELS, None, True)
+    expected = model.predict(rows, 3)
+    got = model.predict_shards(check, {}, 3)
+    np.testing.assert_array_equal(expected[0], got[0])
+    np.testing.assert_array_equal(expected[1], got[1])
