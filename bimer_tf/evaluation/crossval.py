@@ -158,13 +158,18 @@ def train_fold(config: ExperimentConfig, run_dir: Path, config_file: Path, resum
     return round(time.monotonic() - start, 1)
 
 
-def shard_fold_list(config: ExperimentConfig) -> tuple[str, str, list[Fold]]:
+def shard_fold_list(config: ExperimentConfig, names: str | None = None) -> tuple[str, str, list[Fold]]:
     """(data.shards, protocol, folds) of a config reading shards: one folder per
-    fold, `data.shards: ROOT/{fold}` (`python -m bimer_tf.data.shard --all-folds`)."""
+    fold, `data.shards: ROOT/{fold}` (`python -m bimer_tf.data.shard --all-folds`).
+    The folds are the folders found, or `names` (--folds) as given: a bucket is
+    not listed."""
     from bimer_tf.data import shards
-    from bimer_tf.training.run_data import shard_directory, shard_folds
+    from bimer_tf.training.run_data import FOLD_FIELD, shard_directory, shard_folds
 
-    names = shard_folds(config)
+    if names and FOLD_FIELD in (config.data.shards or ""):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    else:
+        names = shard_folds(config)
     report = shards.read_report(shard_directory(config, names[0])) or {}
     protocol = config.data.protocol or report.get("protocol") or "shards"
     return config.data.shards, protocol, [Fold(name, [], [], []) for name in names]
@@ -224,7 +229,7 @@ def main(argv=None):
 
     config = load_config(args.config, args.overrides)
     if data_format(config) == "tfrecord":
-        splits_file, protocol, all_folds = shard_fold_list(config)
+        splits_file, protocol, all_folds = shard_fold_list(config, args.folds)
     else:
         _, splits_file = splits_path(config)
         protocol, all_folds = read_splits(splits_file)
