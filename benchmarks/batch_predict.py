@@ -18,7 +18,11 @@ demo BiMER, `make demo`), utterances per second of:
 
 (a) and (d) are timed `--repeats` times, alternately, after a warm-up, and
 the best pass counts. The aims: a/d >= 0.9 (the Python side hides behind the
-model) and a/b >= 2.5. Skips with a message when the corpus or export is absent.
+model) and a/b >= 2.5. Besides wall-clock rates, the CPU time each costs per
+utterance (all threads of the process; of the child processes for (c)) is
+printed, with the ratios it gives: on a machine shared with other jobs the
+wall-clock rates follow their load, the CPU cost far less. Skips with a
+message when the corpus or export is absent.
 """
 
 from __future__ import annotations
@@ -57,10 +61,27 @@ def corpus_manifest(corpus: Path, folder: Path) -> tuple[Path, list[tuple[str, s
     return write_manifest(rows, folder / "manifest.jsonl"), clips
 
 
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
+class Clock:
+    """Wall-clock and CPU seconds of timed calls (CPU: this process's threads, or its children's)."""
+
+    def __init__(self, children: bool = False):
+        self.children = children
+        self.passes = []  # (wall, cpu)
+
+    def _cpu(self) -> float:
+        times = os.times()
+        return times.children_user + times.children_system if self.children else time.process_time()
+
+    def __call__(self, function):
+        wall, cpu = time.perf_counter(), self._cpu()
+        function()
+        self.passes.append((time.perf_counter() - wall, self._cpu() - cpu))
+
+    def best(self) -> tuple[float, float]:
+        return min(self.passes)
+
+    def total(self) -> tuple[float, float]:
+        return sum(w for w, _ in self.passes), sum(c for _, c in self.passes)
 
 
 def main(argv=None) -> int:
@@ -117,46 +138,53 @@ def main(argv=None) -> int:
         # Warm-up: the graph's first calls at this batch size (and at the last, smaller batch).
         serve_batch(serve, wavs[:batch] if wavs else None, texts[:batch] if texts else None)
         recognizer.predict_batch([{"audio": p, "text": t} for p, t in clips[: batch + n % batch]], batch)
-        a_times, d_times = [], []
+        a_clock, d_clock = Clock(), Clock()
         for _ in range(args.repeats):
-            d_times.append(timed(limit))
-            a_times.append(timed(batch_mode))
-        a, d = n / min(a_times), n / min(d_times)
+            d_clock(limit)
+            a_clock(batch_mode)
+        (a_wall, a_cpu), (d_wall, d_cpu) = a_clock.best(), d_clock.best()
 
         single = clips[: min(n, 200)]
         recognizer.predict(audio=single[0][0], text=single[0][1])
-        b = len(single) / timed(lambda: [recognizer.predict(audio=p, text=t) for p, t in single])
+        b_clock = Clock()
+        b_clock(lambda: [recognizer.predict(audio=p, text=t) for p, t in single])
+        b_wall, b_cpu = b_clock.best()
 
         env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-        process_times = []
+        c_clock = Clock(children=True)
         for path, text in clips[: args.processes]:
             command = [sys.executable, "-m", "bimer_tf.predict", "--saved-model", str(export), "--audio", path]
             command += ["--text", text] if takes_text else []
-            process_times.append(
-                timed(lambda: subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, check=True))
-            )
-        c = len(process_times) / sum(process_times)
+            c_clock(lambda: subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, check=True))
+        c_wall, c_cpu = c_clock.total()
 
         command = [sys.executable, "-m", "bimer_tf.predict", "--saved-model", str(export), "--manifest",
                    str(manifest), "--output", str(tmp / "cli.jsonl"), "--batch-size", str(batch)]
-        whole_command = timed(lambda: subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, check=True))
+        whole_clock = Clock(children=True)
+        whole_clock(lambda: subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, check=True))
+        whole_wall, whole_cpu = whole_clock.best()
 
-    rows = [
-        ("(a) batch mode (model loaded once)", a, f"best of {args.repeats} passes of {n}"),
-        ("(b) loop of Recognizer.predict", b, f"{len(single)} clips, one process"),
-        ("(c) one process per clip", c, f"{len(process_times)} processes timed, extrapolated"),
-        ("(d) SavedModel alone, bytes in memory", d, f"batch {batch}, best of {args.repeats}"),
+    processes = len(c_clock.passes)
+    rows = [  # name, utterances, wall s, cpu s, note
+        ("(a) batch mode (model loaded once)", n, a_wall, a_cpu, f"best of {args.repeats} passes of {n}"),
+        ("(b) loop of Recognizer.predict", len(single), b_wall, b_cpu, f"{len(single)} clips, one process"),
+        ("(c) one process per clip", processes, c_wall, c_cpu, f"{processes} processes timed, extrapolated"),
+        ("(d) SavedModel alone, bytes in memory", n, d_wall, d_cpu, f"batch {batch}, best of {args.repeats}"),
+        ("    the command end to end", n, whole_wall, whole_cpu, "start-up and model loading included"),
     ]
+    rate = {row[0][:3]: row[1] / row[2] for row in rows}
+    cost = {row[0][:3]: row[3] / row[1] for row in rows}
     print()
-    print(f"{'':40s} {'utt/s':>8s} {'ms/utt':>8s}  note")
-    for name, rate, note in rows:
-        print(f"{name:40s} {rate:8.1f} {1000 / rate:8.2f}  {note}")
-    print(f"{'    the command end to end':40s} {n / whole_command:8.1f} {1000 * whole_command / n:8.2f}  "
-          f"{whole_command:.1f} s for {n} clips, start-up and model loading included")
+    print(f"{'':40s} {'utt/s':>8s} {'ms/utt':>9s} {'cpu ms/utt':>11s}  note")
+    for name, count, wall, cpu, note in rows:
+        print(f"{name:40s} {count / wall:8.1f} {1000 * wall / count:9.2f} {1000 * cpu / count:11.2f}  {note}")
     print()
-    print(f"a/d = {a / d:.2f} (aim >= 0.9)   a/b = {a / b:.2f} (aim >= 2.5)   a/c = {a / c:.0f}")
+    a, b, c, d = (rate[key] for key in ("(a)", "(b)", "(c)", "(d)"))
+    print(f"wall clock:  a/d = {a / d:.2f} (aim >= 0.9)   a/b = {a / b:.2f} (aim >= 2.5)   a/c = {a / c:.0f}")
+    print(f"cpu cost:    a/d = {cost['(d)'] / cost['(a)']:.2f}   a/b = {cost['(b)'] / cost['(a)']:.2f}   "
+          f"a/c = {cost['(c)'] / cost['(a)']:.0f}   (rates the CPU time each costs would allow)")
     print(f"for {n} clips: batch mode {n / a:.1f} s, single-call loop {n / b:.1f} s, "
-          f"a process per clip {n / c / 60:.1f} min (extrapolated)")
+          f"a process per clip {n / c / 60:.1f} min (extrapolated); load average now {os.getloadavg()[0]:.2f}")
     return 0
 
 
