@@ -4,7 +4,9 @@
     python -m bimer_tf.app --saved-model export/bimer/1 --serving-url http://127.0.0.1:8501/v1/models/bimer
 
 Open http://127.0.0.1:8000/ in a browser. The model and the speech
-recognizer are loaded once, before the first request.
+recognizer are loaded once, before the first request. Recordings up to
+--max-duration-s (10 minutes by default) are taken; one longer than the
+model hears at once gets the emotion timeline.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+from bimer_tf.app.uploads import MAX_DURATION_S, MAX_UPLOAD_MB  # noqa: E402
 from bimer_tf.audio.asr import DEFAULT_ASR, NO_ASR, OFFLINE_ASR  # noqa: E402
 from bimer_tf.cli import add_saved_model_argument, run_main  # noqa: E402
 from bimer_tf.errors import InputError  # noqa: E402
@@ -57,12 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     parser.add_argument(
-        "--max-upload-mb", type=float, default=20.0, metavar="MB",
-        help="largest upload accepted; larger ones get HTTP 413 (default: 20)",
+        "--max-upload-mb", type=float, default=MAX_UPLOAD_MB, metavar="MB",
+        help="largest upload accepted; larger ones get HTTP 413 (default: %(default)g, enough for 10 "
+        "minutes of 48 kHz stereo 16-bit WAV)",
     )
     parser.add_argument(
-        "--max-duration-s", type=float, default=60.0, metavar="S",
-        help="longest audio accepted, in seconds; longer gets HTTP 413 (default: 60)",
+        "--max-duration-s", type=float, default=MAX_DURATION_S, metavar="S",
+        help="longest audio accepted, in seconds; longer gets HTTP 413 (default: %(default)g, 10 minutes)",
+    )
+    parser.add_argument(
+        "--long-audio-s", type=float, metavar="S",
+        help="audio longer than this, sent without a transcript, gets the emotion timeline (segments "
+        "scored one by one) instead of one label (default: what the model hears at once, the "
+        "export's max_duration_s)",
     )
     parser.add_argument(
         "--threads", type=int, default=DEFAULT_THREADS, metavar="N",
@@ -78,6 +88,8 @@ def _check_arguments(parser, args) -> None:
         parser.error("--threads must be at least 1")
     if args.max_upload_mb <= 0 or args.max_duration_s <= 0:
         parser.error("--max-upload-mb and --max-duration-s must be positive")
+    if args.long_audio_s is not None and args.long_audio_s <= 0:
+        parser.error("--long-audio-s must be positive")
 
 
 def _is_loopback(host: str) -> bool:
@@ -95,8 +107,9 @@ def _warm_up(app, info, with_asr: bool) -> None:
     from bimer_tf.audio.wav import synthetic_wav
 
     fields = {}
-    if info.takes_audio or with_asr:
-        wav = synthetic_wav(int(info.audio.get("sample_rate", 16000)))
+    if info.takes_audio or with_asr:  # a clip the model hears whole: the single-utterance path
+        seconds = min(1.5, float(info.audio.get("max_duration_s", 1.5)))
+        wav = synthetic_wav(int(info.audio.get("sample_rate", 16000)), seconds)
         fields["audio"] = (io.BytesIO(wav), "warm-up.wav")
     if info.takes_text and not with_asr:
         fields["text"] = "hello"
@@ -117,7 +130,9 @@ def main(argv=None) -> int:
     from bimer_tf.audio.asr import load_recognizer
 
     limits = Limits(
-        max_upload_bytes=int(args.max_upload_mb * 2**20), max_duration_s=args.max_duration_s
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_duration_s=args.max_duration_s,
+        long_audio_s=args.long_audio_s,
     )
     started = time.perf_counter()
     model = make_model_client(args.saved_model, args.serving_url)

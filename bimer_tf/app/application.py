@@ -2,13 +2,20 @@
 
 One request flows one way: checks -> conversion -> speech recognition (when
 no transcript came with the audio) -> the exported model (in this process or
-TF Serving) -> JSON. Bad input of any kind is a 4xx JSON `{"error": ...}`
-whose message names the problem and the remedy; the server keeps serving.
+TF Serving) -> JSON. A recording longer than the model hears at once (a
+long recording: over `Limits.long_audio_s`, by default the export's
+`max_duration_s`) sent without a transcript goes through the emotion
+timeline instead (`long_audio.py`): segments, each with its transcript,
+label and probabilities, and a summary. Bad input of any kind is a 4xx JSON
+`{"error": ...}` whose message names the problem and the remedy; the server
+keeps serving.
 
     GET  /              the page (plain HTML/CSS/JS, works offline)
     GET  /api/health    {"status": "ok", ...} or 503
-    GET  /api/model     labels, kind (bimodal/speech/text), inputs, limits, ASR
-    POST /api/predict   multipart: `audio` (file), `text` (optional; skips ASR)
+    GET  /api/model     labels, kind (bimodal/speech/text), inputs, limits, ASR, timeline settings
+    POST /api/predict   multipart: `audio` (file), `text` (optional; skips ASR), `segment` (optional);
+                        a long recording without `text` answers with its timeline too
+    POST /api/timeline  multipart: `audio` (file), `segment` (optional: asr, vad or fixed)
 """
 
 from __future__ import annotations
@@ -19,13 +26,26 @@ import time
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from bimer_tf.app.long_audio import (
+    SEGMENT_FIELD,
+    check_segment,
+    default_segment,
+    joined_transcript,
+    timeline_json,
+    timeline_options,
+    timeline_unavailable,
+)
 from bimer_tf.app.model_client import ModelFailed, ModelUnavailable
 from bimer_tf.app.uploads import Limits, TooLong, prepare_audio, prepare_text
 from bimer_tf.errors import InputError
+from bimer_tf.inference.recognizer import min_audio_samples
+from bimer_tf.inference.timeline import SEGMENT_MODES
 
 logger = logging.getLogger("bimer_tf.app")
 
-FIELDS = ("audio", "text")
+FIELDS = ("audio", "text", SEGMENT_FIELD)
+TIMELINE_FIELDS = ("audio", SEGMENT_FIELD)
+ENDPOINTS = "/api/predict, /api/timeline, /api/model, /api/health"
 # The page loads only its own files; nothing external, nothing inline.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -49,6 +69,28 @@ def _ms(seconds: float) -> float:
     return round(1000.0 * seconds, 1)
 
 
+def _check_multipart(allowed: tuple[str, ...], optional: str, unknown_hint: str) -> None:
+    """The request is multipart/form-data with only `allowed` fields, `audio` a file, the rest text.
+
+    `optional`: the optional fields, in words; `unknown_hint`: what to send instead of an unknown field.
+    """
+    if not request.mimetype == "multipart/form-data":
+        raise InputError(
+            f"send multipart/form-data (got {request.mimetype or 'no content type'}) with the audio file "
+            f"in the field 'audio' and, optionally, {optional}, e.g. curl -F audio=@clip.wav"
+            + (" -F text='...'" if "text" in allowed else "")
+        )
+    fields = set(request.files) | set(request.form)
+    unknown = sorted(fields - set(allowed))
+    if unknown:
+        raise InputError(f"unknown field(s) {', '.join(repr(f) for f in unknown)}: {unknown_hint}")
+    if "audio" in request.form:
+        raise InputError("the field 'audio' must be a file upload (curl -F audio=@clip.wav), not text")
+    for name in allowed:
+        if name != "audio" and name in request.files:
+            raise InputError(f"the field '{name}' must be plain text (curl -F {name}='...'), not a file")
+
+
 def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: str | None = None) -> Flask:
     """The application over a model client (`SavedModelClient` or `ServingClient`).
 
@@ -60,6 +102,10 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
     """
     limits = limits or Limits()
     info = model.info
+    # The timeline transcribes with the server's recognizer (loaded once per process by name).
+    speech_name = (asr_name if asr_name not in (None, "none") else getattr(recognizer, "source", None)) if recognizer else None
+    long_audio_s = limits.long_audio_s if limits.long_audio_s is not None else info.audio.get("max_duration_s")
+    min_samples = min_audio_samples(info) if info.takes_audio else 1
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = limits.max_upload_bytes
     app.json.sort_keys = False  # probabilities keep the model's label order
@@ -98,7 +144,7 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
     def _http(error):
         if error.code == 404:
             return _error(
-                404, f"no such page or endpoint: {request.path}; the API is /api/predict, /api/model, /api/health"
+                404, f"no such page or endpoint: {request.path}; the API is {ENDPOINTS}"
             )
         if error.code == 405:
             return _error(
@@ -123,6 +169,7 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
 
     @app.get("/api/model")
     def model_info():
+        unavailable = timeline_unavailable(info, speech_name)
         return jsonify(
             {
                 **info.as_json(),
@@ -133,42 +180,101 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
                     "max_duration_s": limits.max_duration_s,
                     "max_text_chars": limits.max_text_chars,
                 },
+                "timeline": {
+                    "available": unavailable is None,
+                    "reason": unavailable,
+                    "long_audio_s": long_audio_s if info.takes_audio else None,
+                    "segment_modes": list(SEGMENT_MODES),
+                    "default_segment": default_segment(info),
+                },
             }
         )
+
+    def read_audio(upload, timings: dict):
+        started = time.perf_counter()
+        audio = prepare_audio(
+            upload.read(),
+            limits,
+            info.audio.get("sample_rate", 16000),
+            info.audio.get("silence_floor_dbfs", -60.0),
+            min_samples,
+        )
+        timings["decode"] = _ms(time.perf_counter() - started)
+        return audio
+
+    def run_timeline(audio, segment: str | None, timings: dict, start: float) -> tuple[dict, list, dict]:
+        """(the timeline's JSON, notes, timings in ms) of decoded audio."""
+        options = timeline_options(info, segment, speech_name)
+        timeline = model.timeline(audio.samples, audio.sample_rate, **options)
+        seconds = dict(timeline.timings)
+        timings = {
+            "decode": round(timings.get("decode", 0.0) + _ms(seconds.pop("decode", 0.0)), 1),
+            "vad": None,
+            "asr": None,
+            "model": None,
+            **{name: _ms(value) for name, value in seconds.items() if name != "total"},
+            "total": _ms(time.perf_counter() - start),
+        }
+        data = timeline_json(timeline)
+        notes = []
+        summary = data["summary"]
+        if not data["segments"]:
+            reasons = sorted({d["reason"] for d in summary["dropped"]})
+            notes.append(
+                "no segment could be scored"
+                + (f" ({'; '.join(reasons)})" if reasons else " (no speech found)")
+                + ": check the recording, or try segment=fixed"
+            )
+        logger.info(
+            "timeline of %.1f s: %d segments (%s), dominant %s, in %.0f ms",
+            audio.duration_s, summary["segment_count"], options["segment"], summary["dominant"], timings["total"],
+        )
+        return data, notes, timings
+
+    @app.post("/api/timeline")
+    def timeline_route():
+        start = time.perf_counter()
+        _check_multipart(
+            TIMELINE_FIELDS,
+            "how to cut it in the field 'segment' (asr, vad or fixed)",
+            "send the recording in the field 'audio' and, optionally, 'segment' (asr, vad or fixed); the "
+            "timeline transcribes each segment itself (for one clip with its transcript, use /api/predict)",
+        )
+        segment = check_segment(request.form.get(SEGMENT_FIELD))
+        upload = request.files.get("audio")
+        if upload is None:
+            raise InputError("no audio: send the recording in the multipart field 'audio', e.g. curl -F audio=@call.mp3")
+        unavailable = timeline_unavailable(info, speech_name)
+        if unavailable:
+            raise InputError(unavailable)
+        timings = {}
+        audio = read_audio(upload, timings)
+        data, notes, timings = run_timeline(audio, segment, timings, start)
+        reply = {"audio": audio.as_json(), **data, "timings_ms": timings}
+        if notes:
+            reply["notes"] = notes
+        return jsonify(reply)
 
     @app.post("/api/predict")
     def predict():
         start = time.perf_counter()
-        if not request.mimetype == "multipart/form-data":
-            raise InputError(
-                f"send multipart/form-data (got {request.mimetype or 'no content type'}) with the audio file "
-                "in the field 'audio' and, optionally, the transcript in the field 'text', "
-                "e.g. curl -F audio=@clip.wav -F text='...'"
-            )
-        fields = set(request.files) | set(request.form)
-        unknown = sorted(fields - set(FIELDS))
-        if unknown:
-            raise InputError(
-                f"unknown field(s) {', '.join(repr(f) for f in unknown)}: send the audio file in the field "
-                "'audio' and the transcript in the field 'text'"
-            )
-        if "audio" in request.form:
-            raise InputError("the field 'audio' must be a file upload (curl -F audio=@clip.wav), not text")
-        if "text" in request.files:
-            raise InputError("the field 'text' must be plain text (curl -F text='...'), not a file")
-
+        _check_multipart(
+            FIELDS,
+            "the transcript in the field 'text'",
+            "send the audio file in the field 'audio' and the transcript in the field 'text'",
+        )
         text = prepare_text(request.form.get("text"), limits)
+        segment = check_segment(request.form.get(SEGMENT_FIELD))
         upload = request.files.get("audio")
         audio, notes, timings = None, [], {}
         if upload is not None:
-            started = time.perf_counter()
-            audio = prepare_audio(
-                upload.read(),
-                limits,
-                info.audio.get("sample_rate", 16000),
-                info.audio.get("silence_floor_dbfs", -60.0),
-            )
-            timings["decode"] = _ms(time.perf_counter() - started)
+            audio = read_audio(upload, timings)
+
+        is_long = (
+            audio is not None and info.takes_audio and long_audio_s is not None and audio.duration_s > long_audio_s
+        )
+        if is_long and text is None and timeline_unavailable(info, speech_name) is None:
+            return jsonify(long_recording_reply(audio, segment, timings, start))
 
         transcript, transcript_source = text, "text" if text is not None else None
         wants_transcript = info.takes_text or info.kind == "speech"
@@ -203,15 +309,20 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
             (transcript or "") if info.takes_text else None,
         )
         timings["model"] = _ms(time.perf_counter() - started)
-        max_model_s = info.audio.get("max_duration_s")
-        if audio is not None and info.takes_audio and max_model_s and audio.duration_s > max_model_s:
-            notes.append(f"the model heard the first {max_model_s:g} s of speech (after trimming silence)")
+        asr_empty = transcript_source == "asr" and not transcript
+        # the model's own notes: the part of long audio it heard, an empty transcript
+        notes = [n for n in prediction.notes if not (asr_empty and "transcript is empty" in n)] + notes
+        if is_long and timeline_unavailable(info, speech_name) is None:
+            notes.append(
+                "a transcript came with this long recording, so it was judged as one utterance; for its "
+                "emotions over time send it without 'text' (or to /api/timeline)"
+            )
         timings["total"] = _ms(time.perf_counter() - start)
         reply = {
             "transcript": transcript,
             "transcript_source": transcript_source,
             "label": prediction.label,
-            "probabilities": prediction.probabilities,
+            "probabilities": {name: round(float(p), 6) for name, p in prediction.probabilities.items()},
             "timings_ms": {"decode": None, "asr": None, "model": None, **timings},
             "audio": audio.as_json() if audio is not None else None,
         }
@@ -222,6 +333,29 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
             prediction.label, timings["total"], timings.get("asr"), timings["model"],
         )
         return jsonify(reply)
+
+    def long_recording_reply(audio, segment, timings, start) -> dict:
+        """/api/predict on a long recording: the timeline, and its dominant emotion as the label."""
+        data, notes, timings = run_timeline(audio, segment, timings, start)
+        summary = data["summary"]
+        mode = summary["segmentation"]["mode"]
+        notes.insert(
+            0,
+            f"the recording is {audio.duration_s:.1f} s long, longer than the {long_audio_s:g} s the model hears "
+            f"at once: it was cut into {summary['segment_count']} segments (segment={mode}) and each was scored; "
+            "label is the dominant emotion (the most seconds of speech), probabilities the mean over the "
+            "speech weighted by duration, and timeline has every segment",
+        )
+        return {
+            "transcript": joined_transcript(data["segments"]),
+            "transcript_source": "asr" if summary["segmentation"]["asr"] != "none" else None,
+            "label": summary["dominant"],
+            "probabilities": summary["mean_probabilities"],
+            "timings_ms": timings,
+            "audio": audio.as_json(),
+            "notes": notes,
+            "timeline": data,
+        }
 
     return app
 
