@@ -4,6 +4,8 @@ Most tests drive the Flask app in-process with its test client over the tiny
 exported model; the TF Serving path runs against a loopback HTTP server that
 implements TF Serving's documented REST API on the same SavedModel; one test
 starts the real command (`python -m bimer_tf.app`, waitress) on a free port.
+Long recordings (the emotion timeline) use a speech-only export and a
+recording of about 36 s: RAVDESS sentences joined by pauses, else espeak-ng.
 """
 
 from __future__ import annotations
@@ -502,7 +504,8 @@ def words(text: str) -> list[str]:
 
 def test_real_speech_recognition_fills_the_transcript(model, recognizer, speech_clip, private_tmp):
     path, sentence = speech_clip
-    app = create_app(model, recognizer, Limits(), asr_name="whisper-tiny-offline").test_client()
+    # The tiny model hears 1 s at once: judge the 4 s clip as one utterance, not as a long recording.
+    app = create_app(model, recognizer, Limits(long_audio_s=10.0), asr_name="whisper-tiny-offline").test_client()
     assert app.get("/api/model").get_json()["asr"] == "whisper-tiny-offline"
     # as a browser would send a recording: WebM/Opus
     reply = post(app, FORMATS["webm"][1](path.read_bytes()), filename="recording.webm")
@@ -626,6 +629,16 @@ def test_the_command_serves_with_waitress(tiny_export):
         process.wait(timeout=30)
 
 
+def test_default_limits_take_ten_minutes():
+    from bimer_tf.app.__main__ import build_parser
+
+    limits, args = Limits(), build_parser().parse_args(["--saved-model", "x"])
+    assert limits.max_duration_s == args.max_duration_s == 600.0
+    # 10 minutes of 48 kHz stereo 16-bit WAV (the largest common uncompressed export) fit
+    assert limits.max_upload_bytes == args.max_upload_mb * 2**20 > 600 * 48000 * 2 * 2 + 2**20
+    assert limits.long_audio_s is None and args.long_audio_s is None  # the model's clip length
+
+
 def test_the_command_rejects_bad_arguments_with_exit_2(tmp_path, tiny_export):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "bimer_tf.app", *map(str, args)], cwd=REPO_ROOT,
@@ -633,7 +646,8 @@ def test_the_command_rejects_bad_arguments_with_exit_2(tmp_path, tiny_export):
 
     done = run("--help")
     assert done.returncode == 0
-    for option in ("--saved-model", "--asr", "--serving-url", "--host", "--port", "--max-upload-mb", "--max-duration-s", "--threads"):
+    for option in ("--saved-model", "--asr", "--serving-url", "--host", "--port", "--max-upload-mb", "--max-duration-s",
+                   "--long-audio-s", "--threads"):
         assert option in done.stdout
     done = run("--saved-model", tmp_path, "--asr", "none")
     assert done.returncode == 2 and "not a SavedModel version folder" in done.stderr
@@ -646,3 +660,276 @@ def test_the_command_rejects_bad_arguments_with_exit_2(tmp_path, tiny_export):
         done = run("--saved-model", tiny_export, "--asr", "none", "--port", busy.getsockname()[1])
     assert done.returncode == 2 and "cannot listen on 127.0.0.1:" in done.stderr and "choose another --port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- long recordings: the emotion timeline --------------------------------------
+
+RAVDESS_ROOT = SHARED_CORPORA / "ravdess4"
+TIMELINE_EMOTIONS = ("neutral", "angry", "sad", "happy")
+ESPEAK_SENTENCES = (
+    "Kids are talking by the door.",
+    "I can't believe you did that to me.",
+    "What a wonderful day it is today.",
+    "Please leave me alone now.",
+    "The train leaves at nine tomorrow morning.",
+    "I am so tired of waiting here.",
+    "Thank you so much for coming.",
+    "Nobody told me anything about it.",
+)
+PAUSE_S = 1.2
+SEGMENT_KEYS = {"index", "start_s", "end_s", "transcript", "label", "probabilities", "windows"}
+
+
+def ravdess_sentences(count: int, first_actor: int = 1) -> list[Path]:
+    """`count` RAVDESS clips: actors in turn, emotions rotating, both sentences alternating."""
+    import csv
+
+    with open(RAVDESS_ROOT / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    clips = []
+    for i in range(count):
+        actor = first_actor + i % 24
+        emotion = TIMELINE_EMOTIONS[i % len(TIMELINE_EMOTIONS)]
+        statement = "Kids" if (i // 2) % 2 == 0 else "Dogs"
+        for row in rows:
+            if int(row["actor"]) == actor and row["emotion"] == emotion and row["statement_text"].startswith(statement):
+                clips.append(RAVDESS_ROOT / row["path"])
+                break
+    return clips
+
+
+def join_with_pauses(parts, pause_s: float = PAUSE_S, sample_rate: int = 16000) -> np.ndarray:
+    pause = np.zeros(int(pause_s * sample_rate), np.float32)
+    return np.concatenate([pause] + [x for part in parts for x in (part, pause)]).astype(np.float32)
+
+
+def long_recording(folder: Path, count: int = 8) -> tuple[Path, int]:
+    """(a 16 kHz WAV of `count` spoken sentences with pauses between them, `count`)."""
+    from bimer_tf.audio.wav import load_audio, write_pcm16
+
+    if (RAVDESS_ROOT / "metadata.csv").is_file():
+        parts = [load_audio(path, 16000) for path in ravdess_sentences(count)]
+    elif shutil.which("espeak-ng"):
+        parts = []
+        for i, sentence in enumerate(ESPEAK_SENTENCES[:count]):
+            raw = folder / f"sentence{i}.wav"
+            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(raw), sentence], check=True)
+            parts.append(load_audio(raw, 16000))
+    else:
+        pytest.skip(f"no speech for a long recording: neither {RAVDESS_ROOT} nor espeak-ng (apt-get install espeak-ng)")
+    return write_pcm16(folder / "long.wav", join_with_pauses(parts)), len(parts)
+
+
+@pytest.fixture(scope="session")
+def long_speech(tmp_path_factory) -> tuple[Path, int]:
+    """(a recording of about 36 s: 8 sentences with 1.2 s pauses, the sentence count)."""
+    path, count = long_recording(tmp_path_factory.mktemp("long_speech"))
+    assert 25.0 <= soundfile.info(path).duration <= 45.0
+    return path, count
+
+
+@pytest.fixture(scope="module")
+def speech_export(tmp_path_factory):
+    """A speech-only export (it hears 6 s at once; scores follow the input's length)."""
+    from test_predict import _one_modality_export
+
+    return _one_modality_export(tmp_path_factory.mktemp("speech_timeline") / "1", "audio_wav")
+
+
+@pytest.fixture(scope="module")
+def speech_model(speech_export):
+    return SavedModelClient(speech_export)
+
+
+def post_timeline(client, audio=None, filename="recording.wav", url="/api/timeline", **fields):
+    data = dict(fields)
+    if audio is not None:
+        data["audio"] = (io.BytesIO(audio), filename)
+    return client.post(url, data=data, content_type="multipart/form-data")
+
+
+def check_timeline(timeline: dict, labels, duration_s: float) -> None:
+    """The JSON form of a timeline: segments in order, probabilities per label, a consistent summary."""
+    assert timeline["labels"] == list(labels)
+    assert set(timeline["colours"]) == set(labels) and all(c.startswith("#") for c in timeline["colours"].values())
+    segments, summary = timeline["segments"], timeline["summary"]
+    assert segments, summary
+    for i, segment in enumerate(segments):
+        assert set(segment) == SEGMENT_KEYS and segment["index"] == i
+        assert 0.0 <= segment["start_s"] < segment["end_s"] <= duration_s + 1e-3
+        assert list(segment["probabilities"]) == list(labels)
+        assert sum(segment["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert segment["label"] == max(segment["probabilities"], key=segment["probabilities"].get)
+        assert segment["windows"] >= 1
+    starts = [s["start_s"] for s in segments]
+    assert starts == sorted(starts)
+    assert summary["segment_count"] == len(segments)
+    assert summary["dominant"] in labels
+    assert summary["duration_s"] == pytest.approx(duration_s, abs=1e-3)
+    emotions = summary["emotions"]
+    assert list(emotions) == list(labels)
+    assert sum(e["seconds"] for e in emotions.values()) == pytest.approx(summary["speech_s"], abs=0.01)
+    assert sum(e["share"] for e in emotions.values()) == pytest.approx(1.0, abs=1e-3)
+    assert summary["dominant"] == max(emotions, key=lambda label: emotions[label]["seconds"])
+    assert list(summary["mean_probabilities"]) == list(labels)
+    for skipped in summary["dropped"]:
+        assert set(skipped) == {"start_s", "end_s", "reason"} and skipped["reason"]
+    for merge in summary["merged"]:
+        assert set(merge) == {"start_s", "end_s", "merged_with"}
+    assert not {"audio", "model", "files", "timings_s"} & set(summary)  # no server paths
+
+
+def test_timeline_of_a_long_recording(speech_model, long_speech, private_tmp):
+    path, sentences = long_speech
+    app = create_app(speech_model, None, Limits(max_duration_s=60.0), asr_name="none").test_client()
+    description = app.get("/api/model").get_json()["timeline"]
+    assert description == {
+        "available": True, "reason": None, "long_audio_s": 6.0,
+        "segment_modes": ["asr", "vad", "fixed"], "default_segment": "vad",
+    }
+    duration = soundfile.info(path).duration
+    reply = post_timeline(app, path.read_bytes(), segment="vad")
+    assert reply.status_code == 200, reply.get_json()
+    result = reply.get_json()
+    assert set(result) >= {"audio", "labels", "colours", "segments", "summary", "timings_ms"}
+    assert result["audio"] == {"format": "WAV", "duration_s": pytest.approx(duration, abs=1e-3)}
+    check_timeline(result, TINY_LABELS, duration)
+    segments = result["segments"]
+    # one segment per sentence: each spoken sentence is one speech region between pauses
+    assert sentences - 2 <= len(segments) <= sentences + 2, [(s["start_s"], s["end_s"]) for s in segments]
+    assert all(s["transcript"] is None for s in segments)  # no speech recognition on this server
+    assert result["summary"]["segmentation"]["mode"] == "vad" and result["summary"]["segmentation"]["asr"] == "none"
+    timings = result["timings_ms"]
+    assert timings["vad"] > 0 and timings["model"] > 0 and timings["asr"] is None
+    assert timings["total"] >= timings["vad"] + timings["model"]
+    # each segment is scored on its own audio, as the Recognizer scores that stretch
+    samples, rate = soundfile.read(path, dtype="float32")
+    first = segments[0]
+    alone = speech_model.recognizer.predict(
+        audio=samples[int(round(first["start_s"] * rate)) : int(round(first["end_s"] * rate))], sample_rate=rate
+    )
+    assert first["probabilities"] == pytest.approx(alone.probabilities, abs=1e-3)
+
+    # fixed windows of the model's clip length (6 s) cover the whole recording
+    fixed = post_timeline(app, path.read_bytes(), segment="fixed").get_json()
+    check_timeline(fixed, TINY_LABELS, duration)
+    assert fixed["segments"][0]["start_s"] == 0.0 and fixed["segments"][-1]["end_s"] == pytest.approx(duration, abs=1e-3)
+    assert all(s["end_s"] - s["start_s"] <= 6.0 + 1e-3 for s in fixed["segments"])
+
+
+def test_predict_answers_a_long_recording_with_its_timeline(speech_model, long_speech):
+    path, _ = long_speech
+    app = create_app(speech_model, None, Limits(max_duration_s=60.0), asr_name="none").test_client()
+    reply = post(app, path.read_bytes(), segment="vad")
+    assert reply.status_code == 200, reply.get_json()
+    result = reply.get_json()
+    timeline = result["timeline"]
+    check_timeline(timeline, TINY_LABELS, soundfile.info(path).duration)
+    # the single-utterance fields stay, from the summary: a client reading `label` still gets one
+    summary = timeline["summary"]
+    assert result["label"] == summary["dominant"]
+    assert result["probabilities"] == summary["mean_probabilities"]
+    assert result["transcript"] is None and result["transcript_source"] is None
+    assert "cut into" in result["notes"][0] and "dominant emotion" in result["notes"][0]
+    assert result["timings_ms"]["vad"] > 0
+
+    # with a transcript it is one utterance, as before: the model hears its first 6 s
+    reply = post(app, path.read_bytes(), "hello there")
+    result = reply.get_json()
+    assert reply.status_code == 200 and "timeline" not in result
+    assert "first 6 s" in result["notes"][0]
+    assert any("/api/timeline" in note for note in result["notes"])
+
+    # a clip the model hears whole is one utterance (the short-clip answer, unchanged)
+    result = post(app, wav_bytes(tone(2.0))).get_json()
+    assert "timeline" not in result and result["label"] in TINY_LABELS and result["audio"]["duration_s"] == 2.2
+
+
+def test_long_audio_threshold_is_configurable(speech_model, long_speech):
+    path, _ = long_speech
+    app = create_app(speech_model, None, Limits(max_duration_s=60.0, long_audio_s=50.0), asr_name="none").test_client()
+    assert app.get("/api/model").get_json()["timeline"]["long_audio_s"] == 50.0
+    result = post(app, path.read_bytes()).get_json()
+    assert "timeline" not in result and "first 6 s" in result["notes"][0]
+
+
+def test_timeline_bad_input_is_a_4xx_json_error(speech_model, client, long_speech, private_tmp):
+    path, _ = long_speech
+    data = path.read_bytes()
+    short = create_app(speech_model, None, Limits(max_duration_s=20.0), asr_name="none").test_client()
+    assert_json_error(post_timeline(short, data), 413, "s long (0:", "at most 20 s (0:20)", "--max-duration-s")
+    small = create_app(speech_model, None, Limits(max_upload_bytes=2**19, max_duration_s=60.0)).test_client()
+    assert_json_error(post_timeline(small, data), 413, "larger than this server's limit of 0.5 MB", "--max-upload-mb")
+    app = create_app(speech_model, None, Limits(max_duration_s=60.0), asr_name="none").test_client()
+    for case in ("empty file", "undecodable bytes", "truncated WAV", "silent audio", "NaN float WAV"):
+        make, status, phrases = BAD_AUDIO[case]
+        assert_json_error(post_timeline(app, make()), status, *phrases)
+    assert_json_error(post_timeline(app, wav_bytes(tone())[:200]), 400, "cut short")
+    assert_json_error(post_timeline(app, wav_bytes(synth_tone(0.03))), 400, "too short", "at least")
+    clip = wav_bytes(tone())
+    assert_json_error(post_timeline(app, clip, segment="sentences"), 400, "field 'segment' must be asr, vad or fixed")
+    assert_json_error(post(app, clip, segment="windows"), 400, "field 'segment' must be asr, vad or fixed")
+    assert_json_error(post_timeline(app, clip, segment="asr"), 400, "segment=asr", "--asr none", "segment=vad")
+    assert_json_error(post_timeline(app, clip, text="hello"), 400, "unknown field(s) 'text'", "/api/predict")
+    assert_json_error(post_timeline(app, None, segment="vad"), 400, "no audio", "field 'audio'")
+    assert_json_error(app.post("/api/timeline", json={"audio": "x"}), 400, "send multipart/form-data")
+    assert_json_error(app.get("/api/timeline"), 405, "GET is not allowed on /api/timeline")
+    # a model that reads text cannot be run over time without speech recognition
+    assert client.get("/api/model").get_json()["timeline"]["available"] is False
+    assert_json_error(post_timeline(client, clip), 400, "needs the words of every segment", "--asr")
+    assert post_timeline(app, data, segment="vad").status_code == 200  # still serving
+
+
+def test_timeline_through_tf_serving_in_batches(speech_export, speech_model, long_speech):
+    path, _ = long_speech
+    server = FakeTFServing(speech_export)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        serving = ServingClient(server.url, speech_export)
+        app = create_app(serving, None, Limits(max_duration_s=60.0), asr_name="none").test_client()
+        reply = post_timeline(app, path.read_bytes(), segment="vad")
+        assert reply.status_code == 200, reply.get_json()
+        result = reply.get_json()
+        local = post_timeline(
+            create_app(speech_model, None, Limits(max_duration_s=60.0)).test_client(), path.read_bytes(), segment="vad"
+        ).get_json()
+        assert [(s["start_s"], s["end_s"], s["label"]) for s in result["segments"]] == [
+            (s["start_s"], s["end_s"], s["label"]) for s in local["segments"]
+        ]
+        for remote, here in zip(result["segments"], local["segments"]):
+            assert remote["probabilities"] == pytest.approx(here["probabilities"], abs=1e-5)
+        windows = sum(s["windows"] for s in result["segments"])
+        assert [len(request) for request in server.requests] == [windows]  # one request for all (<= 32)
+
+        # per-item errors: a silent window is refused here, the others still go out in one request
+        server.requests.clear()
+        results = serving.recognizer.predict_batch(
+            [{"audio": tone(), "sample_rate": 16000}, {"audio": np.zeros(16000, np.float32), "sample_rate": 16000},
+             {"audio": tone(1.5), "sample_rate": 16000}],
+            batch_size=2,
+        )
+        assert [r.ok for r in results] == [True, False, True] and "silent" in results[1].error
+        assert [len(request) for request in server.requests] == [2]
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed = ServingClient(f"http://127.0.0.1:{free_port()}/v1/models/bimer", speech_export)
+    app = create_app(closed, None, Limits(max_duration_s=60.0)).test_client()
+    assert_json_error(post_timeline(app, path.read_bytes(), segment="vad"), 503, "cannot reach TF Serving")
+
+
+def test_timeline_with_speech_recognition(model, recognizer, long_speech):
+    """The bimodal model over time: Whisper's sentences, each with its words."""
+    path, sentences = long_speech
+    app = create_app(model, recognizer, Limits(), asr_name="whisper-tiny-offline").test_client()
+    reply = post(app, path.read_bytes())  # no text, longer than the 1 s the tiny model hears: the timeline
+    assert reply.status_code == 200, reply.get_json()
+    result = reply.get_json()
+    timeline = result["timeline"]
+    check_timeline(timeline, TINY_LABELS, soundfile.info(path).duration)
+    assert timeline["summary"]["segmentation"]["mode"] == "asr"
+    assert result["transcript_source"] == "asr" and result["timings_ms"]["asr"] > 0
+    spoken = [s for s in timeline["segments"] if s["transcript"]]
+    assert len(spoken) == len(timeline["segments"]) >= sentences - 3
+    assert words(result["transcript"]).count("door") + words(result["transcript"]).count("day") >= 2

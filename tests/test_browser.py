@@ -5,25 +5,29 @@ recognition) on a free loopback port with the tiny export, then: uploads a
 clip and sees the label and one bar per class; records from Chromium's fake
 microphone (a WAV of speech) with Record / Stop and sees a transcript and a
 label; edits the transcript and predicts again; sees bad input reported on
-the page. Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
-them); skipped with the reason when they are missing.
+the page; uploads a long recording and sees its emotion timeline (the chart
+and a row per segment), clicks a row and hears that segment (the audio
+player moves to its start). Needs Debian's `chromium` and `chromium-driver`
+(`.ci/run` installs them); skipped with the reason when they are missing.
 
     BIMER_TF_SCREENSHOT_MODEL=export/bimer/1 pytest tests/test_browser.py -k screenshot
 
-writes docs/app.png (the README's screenshot) with that model.
+writes docs/app.png (the README's screenshot) and docs/app_timeline.png (a
+long RAVDESS recording's timeline) with that model.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, TINY_LABELS
-from test_app import recognizer, speech_clip, start_app, words  # noqa: F401  (fixtures)
+from conftest import REPO_ROOT, SHARED_CORPORA, TINY_LABELS
+from test_app import long_recording, long_speech, recognizer, speech_clip, start_app, words  # noqa: F401  (fixtures)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -34,6 +38,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 SCREENSHOT = REPO_ROOT / "docs" / "app.png"
+TIMELINE_SCREENSHOT = REPO_ROOT / "docs" / "app_timeline.png"
 RECORD_SECONDS = 4.5
 
 
@@ -49,6 +54,7 @@ def make_driver(profile_dir: Path, fake_microphone: Path):
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run", "--window-size=900,1250", f"--user-data-dir={profile_dir}",
+        "--autoplay-policy=no-user-gesture-required",
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={fake_microphone}%noloop",
     ):
@@ -77,7 +83,9 @@ def status_is(expected):
 
 @pytest.fixture(scope="module")
 def app_url(tiny_export):
-    process, base = start_app(tiny_export, "--asr", "whisper-tiny-offline", "--threads", "2")
+    # The tiny model hears 1 s at once; clips up to 10 s stay single utterances here, longer
+    # recordings get the timeline.
+    process, base = start_app(tiny_export, "--asr", "whisper-tiny-offline", "--threads", "2", "--long-audio-s", "10")
     yield base
     process.terminate()
     process.wait(timeout=30)
@@ -153,6 +161,62 @@ def test_upload_record_edit_in_a_real_browser(driver, app_url, speech_clip, tmp_
     assert not driver.find_element("id", "error").is_displayed()
 
 
+def timeline_shown(driver):
+    return not driver.find_element("id", "timeline").get_attribute("hidden") and text_of(driver, "status").startswith("Timeline:")
+
+
+def player_time(driver) -> float:
+    return driver.execute_script("return document.getElementById('playback').currentTime")
+
+
+def test_long_recording_timeline_in_a_real_browser(driver, app_url, long_speech, speech_clip):
+    from selenium.webdriver.common.by import By
+
+    path, sentences = long_speech
+    driver.get(app_url + "/")
+    wait_for(driver, lambda d: text_of(d, "model-summary").startswith("Model: bimer"), 30, "the model description")
+    assert "longer recordings" in text_of(driver, "long-hint") and "10:00" in text_of(driver, "long-hint")
+
+    # 1. a long upload: the timeline, not one label
+    predict_from_file(driver, path)
+    wait_for(driver, timeline_shown, 240, "the timeline")
+    assert driver.find_element("id", "result").get_attribute("hidden")  # no single label
+    assert not driver.find_element("id", "text-section").is_displayed()
+    assert text_of(driver, "dominant") in TINY_LABELS
+    rows = driver.find_elements(By.CSS_SELECTOR, "#segments tbody tr")
+    assert len(rows) >= sentences - 3
+    chart_segments = driver.find_elements(By.CSS_SELECTOR, "#chart svg g.segment")
+    assert len(chart_segments) == len(rows)
+    assert [li.get_attribute("data-label") for li in driver.find_elements(By.CSS_SELECTOR, "#shares li")] == TINY_LABELS
+    for row in rows:
+        cells = row.find_elements(By.TAG_NAME, "td")
+        assert len(cells) == 5
+        assert row.get_attribute("data-label") in TINY_LABELS
+        assert re.fullmatch(r"\d+:\d\d\.\d–\d+:\d\d\.\d", cells[1].text), cells[1].text
+        assert cells[4].find_elements(By.CSS_SELECTOR, ".mini-bar span")
+    assert any("door" in words(row.find_elements(By.TAG_NAME, "td")[2].text) for row in rows)
+    assert "speech recognition" in text_of(driver, "timeline-timings")
+
+    # 2. clicking a row plays that segment: the player moves to its start
+    row = rows[len(rows) // 2]
+    start, end = float(row.get_attribute("data-start")), float(row.get_attribute("data-end"))
+    assert start > 5.0
+    row.click()
+    wait_for(driver, lambda d: start - 0.05 <= player_time(d) <= end + 0.5, 20, "the player at the segment")
+    assert "playing" in row.get_attribute("class")
+    # a segment in the chart plays too
+    driver.find_elements(By.CSS_SELECTOR, "#chart svg g.segment .hit")[0].click()
+    first = float(rows[0].get_attribute("data-start"))
+    wait_for(driver, lambda d: first - 0.05 <= player_time(d) <= float(rows[0].get_attribute("data-end")) + 0.5, 20,
+             "the player at the first segment")
+
+    # 3. a short clip afterwards is one utterance again
+    predict_from_file(driver, speech_clip[0])
+    wait_for(driver, status_is("Transcribed and predicted."), what="the short clip's prediction")
+    assert driver.find_element("id", "timeline").get_attribute("hidden")
+    assert text_of(driver, "label") in TINY_LABELS and driver.find_element("id", "text-section").is_displayed()
+
+
 @pytest.mark.skipif(
     not os.environ.get("BIMER_TF_SCREENSHOT_MODEL"),
     reason="set BIMER_TF_SCREENSHOT_MODEL=export/bimer/N to refresh docs/app.png",
@@ -176,3 +240,34 @@ def test_screenshot_for_the_readme(tmp_path, speech_clip):
         process.terminate()
         process.wait(timeout=30)
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(
+    not os.environ.get("BIMER_TF_SCREENSHOT_MODEL") or not (SHARED_CORPORA / "ravdess4").is_dir(),
+    reason="set BIMER_TF_SCREENSHOT_MODEL=export/bimer/N (and have ../shared/corpora/ravdess4) to refresh "
+    "docs/app_timeline.png",
+)
+def test_timeline_screenshot_for_the_docs(tmp_path, speech_clip):
+    """docs/app_timeline.png: 12 RAVDESS sentences (four emotions, two sentences) joined by pauses."""
+    model_dir = Path(os.environ["BIMER_TF_SCREENSHOT_MODEL"])
+    path, _ = long_recording(tmp_path, count=12)
+    process, base = start_app(model_dir, "--asr", "whisper-tiny-offline")
+    driver = make_driver(tmp_path / "profile", speech_clip[0])
+    try:
+        driver.get(base + "/")
+        wait_for(driver, lambda d: text_of(d, "model-summary").startswith("Model:"), 30)
+        predict_from_file(driver, path)
+        wait_for(driver, timeline_shown, 300, "the timeline")
+        rows = driver.find_elements("css selector", "#segments tbody tr")
+        rows[min(4, len(rows) - 1)].click()  # a segment playing: its row and the playhead show
+        time.sleep(1.0)
+        driver.execute_script("document.getElementById('playback').pause()")
+        height = driver.execute_script("return document.body.scrollHeight")
+        driver.set_window_size(900, height + 120)
+        time.sleep(0.3)
+        driver.save_screenshot(str(TIMELINE_SCREENSHOT))
+    finally:
+        driver.quit()
+        process.terminate()
+        process.wait(timeout=30)
+    assert TIMELINE_SCREENSHOT.stat().st_size > 20_000
