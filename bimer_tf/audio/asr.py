@@ -58,16 +58,28 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class TimedWord:
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
 class TimedText:
     """One Whisper segment: its words and where they are, in the recording's seconds."""
 
     start_s: float
     end_s: float
     text: str
+    words: tuple[TimedWord, ...] = ()  # each word with its times (Whisper's cross-attention alignment)
 
 
 # Whisper hears 30 s at a time; `speech_spans` groups speech into parts no longer.
 WINDOW_S = 30.0
+MIN_PART_S = 0.1  # shorter leftovers of a part are not transcribed
+# Parts per batched Whisper call in `segments`: 8 encoder windows of 30 s and their features, a
+# few tens of MB whatever the recording's length.
+SEGMENTS_BATCH = 8
 
 
 def speech_spans(regions, max_span_s: float = WINDOW_S) -> list[tuple[float, float]]:
@@ -133,41 +145,60 @@ class SpeechRecognizer:
         text = " ".join(segment.text.strip() for segment in segments).strip()
         return Transcript(text, time.perf_counter() - start)
 
-    def segments(self, samples: np.ndarray, spans=None, sample_rate: int = SAMPLE_RATE) -> list[TimedText]:
-        """Whisper's segments of `samples` (16 kHz mono float32), with their times.
+    def segments(
+        self, samples: np.ndarray, spans=None, sample_rate: int = SAMPLE_RATE, batch_size: int = SEGMENTS_BATCH
+    ) -> list[TimedText]:
+        """Whisper's segments of `samples` (16 kHz mono float32), with their times and words' times.
 
-        `spans`: (start_s, end_s) parts to transcribe, each on its own (a view
-        of `samples`, not a copy), e.g. `speech_spans(speech_regions(...))`;
-        None transcribes all of it. Times are seconds of `samples`, each
-        segment kept inside its span; segments without words are left out.
+        `spans`: (start_s, end_s) parts to transcribe, e.g.
+        `speech_spans(speech_regions(...))`, each heard on its own (a part
+        longer than 30 s is cut into parts of 30 s); None: all of `samples`.
+        Parts go through Whisper `batch_size` at a time (faster-whisper's
+        `BatchedInferencePipeline`: one batched encoder and decoder call per
+        group, greedy-temperature only, no fallback re-decoding), so memory
+        follows the group, not the recording. Times are seconds of
+        `samples`, kept inside their part; segments without words are left
+        out.
         """
         if sample_rate != SAMPLE_RATE:
             raise InputError(f"Whisper hears {SAMPLE_RATE} Hz audio, not {sample_rate} Hz; resample it first")
+        from faster_whisper import BatchedInferencePipeline
+
         samples = np.asarray(samples, dtype=np.float32)
-        if spans is None:
-            spans = [(0.0, samples.size / SAMPLE_RATE)]
+        duration = samples.size / SAMPLE_RATE
+        parts = []
+        for start, end in [(0.0, duration)] if spans is None else spans:
+            start, end = max(0.0, float(start)), min(duration, float(end))
+            while end - start > MIN_PART_S:
+                parts.append((start, min(end, start + WINDOW_S)))
+                start += WINDOW_S
+        pipeline = BatchedInferencePipeline(self.model)
         found = []
-        for span_start, span_end in spans:
-            first, last = int(round(span_start * SAMPLE_RATE)), int(round(span_end * SAMPLE_RATE))
-            part = samples[max(0, first) : last]
-            if part.size == 0:
-                continue
-            offset, length = max(0, first) / SAMPLE_RATE, part.size / SAMPLE_RATE
-            pieces, _ = self.model.transcribe(
-                part,
+        for first in range(0, len(parts), batch_size):
+            group = parts[first : first + batch_size]
+            pieces, _ = pipeline.transcribe(
+                samples,
                 language=self.language if self.multilingual else "en",
                 beam_size=self.beam_size,
-                vad_filter=False,
-                condition_on_previous_text=False,
+                clip_timestamps=[{"start": start, "end": end} for start, end in group],
+                batch_size=batch_size,
                 without_timestamps=False,
+                word_timestamps=True,
+                vad_filter=False,
             )
             for piece in pieces:
                 text = piece.text.strip()
                 if not text:
                     continue
-                start = min(max(float(piece.start), 0.0), length)
-                end = min(max(float(piece.end), start), length)
-                found.append(TimedText(round(offset + start, 3), round(offset + end, 3), text))
+                low, high = next(((a, b) for a, b in group if a - 0.01 <= piece.start <= b), (0.0, duration))
+
+                def inside(t: float) -> float:
+                    return round(min(max(float(t), low), high), 3)
+
+                words = tuple(
+                    TimedWord(inside(w.start), inside(w.end), w.word.strip()) for w in piece.words or () if w.word.strip()
+                )
+                found.append(TimedText(inside(piece.start), max(inside(piece.end), inside(piece.start)), text, words))
         return found
 
 
