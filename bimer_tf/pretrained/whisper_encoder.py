@@ -12,7 +12,7 @@ Weights come from:
   `whisper-base-offline` or a folder path, see
   `bimer_tf.pretrained.whisper_sources`): keras-hub 0.32 has no converter for
   Whisper, so this module maps the CTranslate2 tensors onto the keras-hub
-  layers itself (`tests/test_whisper.py` checks the result against the
+  layers itself (`tests/pretrained/test_whisper_encoder.py` checks the result against the
   CTranslate2 runtime);
 - a keras-hub preset name such as `whisper_tiny_en` (downloaded once, needs
   network) or a keras-hub preset folder.

@@ -183,7 +183,7 @@ def test_runs_as_a_module():
         [sys.executable, "-m", "bimer_tf.data.demo", "--help"],
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parent.parent.parent,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("usage: python -m bimer_tf.data.demo")

