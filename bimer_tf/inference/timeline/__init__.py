@@ -126,6 +126,7 @@ EDGE_REACH_S = 0.8
 # in 2 of 4 recordings; with 15 s, none did, for about twice the encoder time.
 ASR_SPAN_S = 15.0
 
+
 @dataclass(frozen=True)
 class Plan:
     """The checked options of one timeline (see `plan_timeline`)."""
@@ -187,7 +188,9 @@ def plan_timeline(
             "--asr whisper-base-offline"
         )
     if asr == NO_ASR and segment == "asr":
-        raise InputError("--segment asr cuts at Whisper's segments and needs --asr; with --asr none use --segment vad or fixed")
+        raise InputError(
+            "--segment asr cuts at the sentences Whisper hears and needs --asr; with --asr none use --segment vad or fixed"
+        )
     if segment == "fixed":
         window_s = float(window_s) if window_s is not None else float(info.max_duration_s)
         hop_s = float(hop_s) if hop_s is not None else window_s
