@@ -88,10 +88,8 @@ class RowTask:
 
     def to_json(self) -> str:
         copies = [[p, c.id, c.method, c.speed_factor] for p, c in self.copies]
-        return json.dumps(
-            {"split": self.split, "position": self.position, "row": self.row, "copies": copies},
-            ensure_ascii=False,
-        )
+        # ASCII: a row may hold text that is not valid UTF-8 (a lone surrogate); its record fails, not the plan.
+        return json.dumps({"split": self.split, "position": self.position, "row": self.row, "copies": copies})
 
     @classmethod
     def from_json(cls, line: str) -> RowTask:
@@ -387,6 +385,15 @@ def read_dead_letters(out: str) -> list[dict]:
     return letters
 
 
+def _unaccounted(out: str, split: str, plan: Plan, letters: list[dict]) -> str:
+    """Which planned records are neither in the shards nor dead-lettered (for the error message)."""
+    planned = {i for task in plan.tasks if task.split == split for i, _ in task.ids()}
+    seen = {row["id"] for row, _ in shards.read_split(out, split)} | {letter["id"] for letter in letters}
+    missing, extra = sorted(planned - seen), sorted(seen - planned)
+    files_found = dead_letter_files(out)
+    return f"missing {len(missing)} (e.g. {missing[:8]}), unplanned {extra[:8]}; dead-letter files {files_found}"
+
+
 def _reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
@@ -475,7 +482,8 @@ def shard_with_beam(
         if counts["written"] + counts["skipped"] != counts["read"] + counts["copies_planned"]:
             raise AssertionError(  # a broken invariant, not bad input
                 f"{name}: {counts['written']} written + {counts['skipped']} dead-lettered != "
-                f"{counts['read']} read + {counts['copies_planned']} copies planned"
+                f"{counts['read']} read + {counts['copies_planned']} copies planned; "
+                f"{_unaccounted(out, name, plan, skipped)}"
             )
         report["splits"][name] = counts
     report["seconds"] = round(time.perf_counter() - started, 3)
