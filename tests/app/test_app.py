@@ -307,11 +307,11 @@ def test_errors_from_the_model_are_json(model, error, status, phrase):
 
 @pytest.fixture(scope="module")
 def one_modality_apps(tmp_path_factory):
-    from test_predict import _one_modality_export
+    from conftest import one_modality_export
 
     apps = {}
     for kind, input_name in (("text", "text"), ("speech", "audio_wav")):
-        folder = _one_modality_export(tmp_path_factory.mktemp(kind) / "1", input_name)
+        folder = one_modality_export(tmp_path_factory.mktemp(kind) / "1", input_name)
         apps[kind] = create_app(SavedModelClient(folder), None, LIMITS).test_client()
     return apps
 
@@ -731,9 +731,9 @@ def long_speech(tmp_path_factory) -> tuple[Path, int]:
 @pytest.fixture(scope="module")
 def speech_export(tmp_path_factory):
     """A speech-only export (it hears 6 s at once; scores follow the input's length)."""
-    from test_predict import _one_modality_export
+    from conftest import one_modality_export
 
-    return _one_modality_export(tmp_path_factory.mktemp("speech_timeline") / "1", "audio_wav")
+    return one_modality_export(tmp_path_factory.mktemp("speech_timeline") / "1", "audio_wav")
 
 
 @pytest.fixture(scope="module")
@@ -775,7 +775,7 @@ def check_timeline(timeline: dict, labels, duration_s: float) -> None:
     for skipped in summary["dropped"]:
         assert set(skipped) == {"start_s", "end_s", "reason"} and skipped["reason"]
     for merge in summary["merged"]:
-        assert set(merge) == {"start_s", "end_s", "merged_with"}
+        assert {"start_s", "end_s", "merged_with"} <= set(merge)
     assert not {"audio", "model", "files", "timings_s"} & set(summary)  # no server paths
 
 

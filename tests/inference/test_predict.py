@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO_ROOT, TINY_LABELS, TINY_TEXTS, synth_tone
+from conftest import FAKE_LABELS, REPO_ROOT, TINY_LABELS, TINY_TEXTS, one_modality_export, synth_tone
 
 
 # What TensorFlow's shared libraries print while they load, before any
@@ -158,54 +158,21 @@ def test_wrong_model_folder_exits_2(tmp_path, good_wav):
 
 # --- Models of one modality, and errors raised inside the graph -------------
 
-LABELS = ["neutral", "angry", "sad", "happy"]
-
-
-def _one_modality_export(folder, input_name):
-    """A SavedModel with the export contract's outputs and one input.
-
-    Its graph refuses the input b"boom" with an assertion, as the real serving
-    graph refuses bad audio; scores depend on the input's length.
-    """
-    import tensorflow as tf
-
-    labels = tf.constant(LABELS)
-
-    class OneInput(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=input_name)])
-        def serve(self, values):
-            check = tf.debugging.Assert(
-                tf.reduce_all(tf.not_equal(values, "boom")), [f"{input_name}: the input boom is refused"]
-            )
-            with tf.control_dependencies([check]):
-                length = tf.cast(tf.strings.length(values), tf.float32)
-            logits = tf.stack([length * k for k in (0.0, 0.01, 0.02, 0.03)], axis=1)
-            probabilities = tf.nn.softmax(logits)
-            label_id = tf.argmax(probabilities, axis=-1)
-            return {"probabilities": probabilities, "label": tf.gather(labels, label_id), "label_id": label_id}
-
-    module = OneInput()
-    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
-    (folder / "assets.extra").mkdir()
-    (folder / "assets.extra" / "bimer_tf.json").write_text(json.dumps({"labels": LABELS, "config": {}}))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def text_only_export(tmp_path_factory):
-    return _one_modality_export(tmp_path_factory.mktemp("ter") / "1", "text")
+    return one_modality_export(tmp_path_factory.mktemp("ter") / "1", "text")
 
 
 @pytest.fixture(scope="module")
 def speech_only_export(tmp_path_factory):
-    return _one_modality_export(tmp_path_factory.mktemp("ser") / "1", "audio_wav")
+    return one_modality_export(tmp_path_factory.mktemp("ser") / "1", "audio_wav")
 
 
 def test_text_only_model_needs_no_audio(text_only_export, good_wav):
     done = predict_cli("--saved-model", text_only_export, "--text", "what a great day")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert list(result["probabilities"]) == LABELS and result["label"] == "happy"
+    assert list(result["probabilities"]) == FAKE_LABELS and result["label"] == "happy"
     assert "note" not in done.stderr
     # audio it does not take: used for nothing, said so in one line
     done = predict_cli("--saved-model", text_only_export, "--text", "what a great day", "--audio", good_wav)
@@ -218,7 +185,7 @@ def test_text_only_model_needs_no_audio(text_only_export, good_wav):
 def test_speech_only_model_needs_no_text(speech_only_export, good_wav):
     done = predict_cli("--saved-model", speech_only_export, "--audio", good_wav)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["label"] in LABELS
+    assert json.loads(done.stdout)["label"] in FAKE_LABELS
     done = predict_cli("--saved-model", speech_only_export, "--audio", good_wav, "--text", "hello")
     assert done.returncode == 0 and "--text is not used" in done.stderr
     done = predict_cli("--saved-model", speech_only_export, "--text", "hello")

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from conftest import REPO_ROOT, TINY_LABELS, TINY_TEXTS, synth_tone
-from inference_fakes import FAKE_LABELS, one_modality_export
+from conftest import FAKE_LABELS, one_modality_export
 
 ROW_FIELDS = ["input", "label", "probabilities", "error"]
 STARTUP_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} )")

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from conftest import REPO_ROOT, TINY_LABELS, TINY_TEXTS, synth_tone
-from inference_fakes import FAKE_LABELS, one_modality_export
+from conftest import FAKE_LABELS, one_modality_export
 
 TOLERANCE = 1e-3  # another format or rate of the same audio: the probabilities agree this closely
 
