@@ -3,6 +3,7 @@
     export_dir.py  the export folder format: signature and input names, metadata, checks, loaders
     export.py      `export_run`: a run's best checkpoint -> a checked SavedModel version folder
     warmup.py      TF Serving warm-up requests written into each version
+    feed.py        one call of a loaded `serving_default` per batch (the in-process runners use it)
 
 The names below load their module on first use, so reading an export's
 description does not load TensorFlow.
