@@ -119,7 +119,8 @@ def test_a_folder_to_json_lines(tiny_export, collection, tmp_path):
     # the MP3 of a clip gives what the clip gives
     mp3, wav = by_name["d_happy.mp3"], by_name["a_happy.wav"]
     assert mp3["label"] == wav["label"]
-    np.testing.assert_allclose(list(mp3["probabilities"].values()), list(wav["probabilities"].values()), atol=1e-3)
+    # MP3 is lossy: the codec moves the spectrum a little
+    np.testing.assert_allclose(list(mp3["probabilities"].values()), list(wav["probabilities"].values()), atol=0.02)
 
 
 def test_a_manifest_to_csv_then_resume(tiny_export, tiny_corpus, tmp_path, capsys):
