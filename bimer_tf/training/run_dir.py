@@ -77,11 +77,14 @@ def config_differences(config: ExperimentConfig, config_file: str | Path) -> lis
         return items
 
     saved, current = flatten(saved), flatten(current)
+    # A key the saved config lacks (a field added since) counts at its default.
+    defaults = flatten(yaml.safe_load(yaml.safe_dump(to_dict(ExperimentConfig()))))
     missing = object()
     return sorted(
         key
         for key in saved.keys() | current.keys()
-        if saved.get(key, missing) != current.get(key, missing) and not key.startswith(unused)
+        if saved.get(key, defaults.get(key, missing)) != current.get(key, missing)
+        and not key.startswith(unused)
     )
 
 
