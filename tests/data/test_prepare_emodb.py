@@ -14,7 +14,7 @@ from bimer_tf.data.prepare import prepare
 from bimer_tf.data.split import split_manifest
 from bimer_tf.errors import InputError
 
-# name -> sample rate; the copy in ../shared is 16 kHz, the original distribution 16 kHz too,
+# name -> sample rate; the copy used here is 16 kHz, the original distribution 16 kHz too,
 # one 22.05 kHz file (like the GitHub copy this one was made from) is converted.
 GOOD = {
     "03a01Wa.wav": 16000,  # angry
