@@ -31,22 +31,11 @@ import argparse
 
 from bimer_tf.beam.runner import RUNNER_HELP, pipeline_options
 from bimer_tf.data import shards
-from bimer_tf.data.augment_audio import METHODS, AugmentSettings
+from bimer_tf.data.augment_audio import METHODS, add_settings_arguments, settings_from_args
 from bimer_tf.errors import InputError
 
 
-def _floats(option: str, text: str, count: int | None = None) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"{option} {text}: expected comma-separated numbers") from None
-    if count is not None and len(values) != count:
-        raise InputError(f"{option} {text}: expected {count} comma-separated numbers")
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
-    defaults = AugmentSettings()
     parser = argparse.ArgumentParser(
         prog="python -m bimer_tf.beam.shard",
         description="Write a manifest (and the splits of one fold) as sharded TFRecords on Apache Beam, "
@@ -72,16 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help=f"augmentation of the training split: comma-separated subset of {','.join(METHODS)} (default: none)",
     )
-    augment = parser.add_argument_group("augmentation (as python -m bimer_tf.data.augment)")
-    augment.add_argument("--seed", type=int, default=defaults.seed)
-    augment.add_argument("--speed-factors", default="0.75,1.25", help="tempo factors of speed (default %(default)s)")
-    augment.add_argument("--rir-dir", help="folder of measured impulse responses (default: simulated rooms)")
-    augment.add_argument("--rt60", default="0.2,0.8", help="RT60 range (s) of simulated rooms (default %(default)s)")
-    augment.add_argument("--noise-dir", help="folder of noise recordings, e.g. MUSAN (default: coloured noise)")
-    augment.add_argument("--snr-db", default="5,20", help="SNR range MIN,MAX of noise in dB (default %(default)s)")
-    augment.add_argument(
-        "--pitch-semitones", default="1,2", help="size range MIN,MAX of the pitch shift (default %(default)s)"
-    )
+    add_settings_arguments(parser.add_argument_group("augmentation (as python -m bimer_tf.data.augment)"))
     sizes = parser.add_argument_group("shards")
     sizes.add_argument(
         "--shard-mb",
@@ -99,15 +79,7 @@ def main(argv=None) -> int:
     if args.fold and not args.splits:
         raise InputError("--fold needs --splits (the splits.json that names the fold)")
     options = pipeline_options(beam_flags)
-    settings = AugmentSettings(
-        seed=args.seed,
-        speed_factors=_floats("--speed-factors", args.speed_factors),
-        rir_dir=args.rir_dir,
-        rt60_s=_floats("--rt60", args.rt60, 2),
-        noise_dir=args.noise_dir,
-        snr_db=_floats("--snr-db", args.snr_db, 2),
-        pitch_semitones=_floats("--pitch-semitones", args.pitch_semitones, 2),
-    )
+    settings = settings_from_args(args)
     from bimer_tf.beam.sharding import shard_with_beam
 
     report = shard_with_beam(

@@ -560,29 +560,9 @@ def _floats(option: str, text: str | None, count: int | None = None) -> tuple[fl
     return values
 
 
-def main(argv=None) -> int:
-    defaults = AugmentSettings()
-    parser = argparse.ArgumentParser(
-        prog="python -m bimer_tf.data.augment",
-        description=(
-            "Write augmented copies (speed, room reverberation, background noise, pitch) of "
-            "the recordings in a manifest. Give it a TRAINING manifest, after the split "
-            "(<fold>/train.jsonl from `python -m bimer_tf.data.split`): augmenting validation "
-            "or test recordings leaks them into training. Reruns skip finished clips."
-        ),
-    )
-    parser.add_argument(
-        "--manifest", required=True, help="training manifest (JSON Lines) to augment"
-    )
-    parser.add_argument(
-        "--out", required=True, help="output folder (WAVs, manifest.jsonl, augment_report.json)"
-    )
-    parser.add_argument(
-        "--methods", default=",".join(METHODS), help="comma-separated subset of %(default)s"
-    )
-    parser.add_argument("--classes", help="comma-separated labels to augment (default: all)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--workers", type=int, help="processes (default: all cores)")
+def add_settings_arguments(parser) -> None:
+    """The `AugmentSettings` options, shared by every command that makes copies."""
+    parser.add_argument("--seed", type=int, default=AugmentSettings().seed)
     parser.add_argument(
         "--speed-factors",
         default="0.75,1.25",
@@ -605,10 +585,11 @@ def main(argv=None) -> int:
         default="1,2",
         help="size range MIN,MAX of the pitch shift; up or down is drawn (default %(default)s)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
 
-    settings = AugmentSettings(
+
+def settings_from_args(args) -> AugmentSettings:
+    """The `AugmentSettings` of parsed `add_settings_arguments` options."""
+    return AugmentSettings(
         seed=args.seed,
         speed_factors=_floats("--speed-factors", args.speed_factors),
         rir_dir=args.rir_dir,
@@ -617,6 +598,34 @@ def main(argv=None) -> int:
         snr_db=_floats("--snr-db", args.snr_db, 2),
         pitch_semitones=_floats("--pitch-semitones", args.pitch_semitones, 2),
     )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bimer_tf.data.augment",
+        description=(
+            "Write augmented copies (speed, room reverberation, background noise, pitch) of "
+            "the recordings in a manifest. Give it a TRAINING manifest, after the split "
+            "(<fold>/train.jsonl from `python -m bimer_tf.data.split`): augmenting validation "
+            "or test recordings leaks them into training. Reruns skip finished clips."
+        ),
+    )
+    parser.add_argument(
+        "--manifest", required=True, help="training manifest (JSON Lines) to augment"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (WAVs, manifest.jsonl, augment_report.json)"
+    )
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of %(default)s"
+    )
+    parser.add_argument("--classes", help="comma-separated labels to augment (default: all)")
+    parser.add_argument("--workers", type=int, help="processes (default: all cores)")
+    add_settings_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+
+    settings = settings_from_args(args)
     report = augment_manifest(
         args.manifest,
         args.out,
