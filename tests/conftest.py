@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -223,3 +227,60 @@ def one_modality_export(folder, input_name):
     metadata = {"labels": FAKE_LABELS, "inputs": [input_name], "config": {}}
     (folder / "assets.extra" / "bimer_tf.json").write_text(json.dumps(metadata))
     return folder
+
+
+# --- multi-worker training: real processes on 127.0.0.1 ----------------------
+
+
+def free_ports(count):
+    """Ports the OS reports free now (bound to port 0, then released)."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def start_train_workers(overrides, outputs, root):
+    """One `train.py` process per output directory, worker i writing to outputs[i]."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(len(outputs))]}
+    workers = []
+    for index, output in enumerate(outputs):
+        # A private TMPDIR shows whether the worker removed its scratch run directory.
+        (root / f"tmp{index}").mkdir()
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "CUDA_VISIBLE_DEVICES": "",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "KERAS_BACKEND": "tensorflow",
+            "TMPDIR": str(root / f"tmp{index}"),
+        }
+        command = [sys.executable, "train.py", "--model", "bimer", "--output", str(output)]
+        for override in overrides:
+            command += ["--set", override]
+        with open(root / f"worker{index}.log", "w") as log:
+            workers.append(
+                subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+    return workers
+
+
+def wait_for_workers(workers, timeout_s=300):
+    """Exit codes once all workers end. When one fails the others would wait
+    for it in a collective op, so they are stopped, as are all at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        codes = [worker.poll() for worker in workers]
+        if all(code is not None for code in codes) or any(code not in (None, 0) for code in codes):
+            break
+        time.sleep(1)
+    for worker in workers:
+        if worker.poll() is None:
+            worker.kill()
+    return [worker.wait() for worker in workers]

@@ -7,72 +7,13 @@ output directory on a network file system is safe.
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import REPO_ROOT, tiny_overrides
+from conftest import start_train_workers, tiny_overrides, wait_for_workers
 
 WORKERS = 2
 TIMEOUT_S = 300  # a whole run takes about a minute on two shared cores
-
-
-def free_ports(count):
-    """Ports the OS reports free now (bound to port 0, then released)."""
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-def start_workers(overrides, outputs, root):
-    """One `train.py` process per output directory, worker i writing to outputs[i]."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(len(outputs))]}
-    workers = []
-    for index, output in enumerate(outputs):
-        # A private TMPDIR shows whether the worker removed its scratch run directory.
-        (root / f"tmp{index}").mkdir()
-        env = {
-            **os.environ,
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-            "CUDA_VISIBLE_DEVICES": "",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "KERAS_BACKEND": "tensorflow",
-            "TMPDIR": str(root / f"tmp{index}"),
-        }
-        command = [sys.executable, "train.py", "--model", "bimer", "--output", str(output)]
-        for override in overrides:
-            command += ["--set", override]
-        with open(root / f"worker{index}.log", "w") as log:
-            workers.append(
-                subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            )
-    return workers
-
-
-def wait_for(workers):
-    """Exit codes once all workers end. When one fails the others would wait
-    for it in a collective op, so they are stopped, as are all at the deadline."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        codes = [worker.poll() for worker in workers]
-        if all(code is not None for code in codes) or any(code not in (None, 0) for code in codes):
-            break
-        time.sleep(1)
-    for worker in workers:
-        if worker.poll() is None:
-            worker.kill()
-    return [worker.wait() for worker in workers]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +24,7 @@ def multi_worker_run(tiny_corpus, tiny_bert_preset, tmp_path_factory):
         "runtime.strategy=multi_worker",
         "trainer.epochs=1",
     ]
-    codes = wait_for(start_workers(overrides, outputs, root))
+    codes = wait_for_workers(start_train_workers(overrides, outputs, root), TIMEOUT_S)
     logs = [(root / f"worker{index}.log").read_text() for index in range(WORKERS)]
     for index, (code, log) in enumerate(zip(codes, logs)):
         assert code == 0, f"worker {index} exited with {code} (negative: killed):\n{log[-6000:]}"

@@ -10,63 +10,20 @@ each batch, so its metrics count every row once.
 """
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import REPO_ROOT, tiny_overrides
+from conftest import start_train_workers, tiny_overrides, wait_for_workers
 
 WORKERS = 2
 TIMEOUT_S = 300
 SHARD_LINE = re.compile(r"^(train): worker (\d) of 2 reads (\d+) of (\d+) shards: (.+)$", re.M)
 
 
-def free_ports(count):
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def run_workers(overrides, root):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(WORKERS)]}
-    workers = []
-    for index in range(WORKERS):
-        (root / f"tmp{index}").mkdir()
-        env = {
-            **os.environ,
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-            "CUDA_VISIBLE_DEVICES": "",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "KERAS_BACKEND": "tensorflow",
-            "TMPDIR": str(root / f"tmp{index}"),
-        }
-        command = [sys.executable, "train.py", "--model", "bimer", "--output", str(root / f"worker{index}")]
-        for override in overrides:
-            command += ["--set", override]
-        with open(root / f"worker{index}.log", "w") as log:
-            workers.append(subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        codes = [worker.poll() for worker in workers]
-        if all(code is not None for code in codes) or any(code not in (None, 0) for code in codes):
-            break
-        time.sleep(1)
-    for worker in workers:
-        if worker.poll() is None:
-            worker.kill()
-    return [worker.wait() for worker in workers]
+    outputs = [root / f"worker{index}" for index in range(WORKERS)]
+    return wait_for_workers(start_train_workers(overrides, outputs, root), TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
