@@ -28,13 +28,20 @@ from bimer_tf.errors import InputError
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent / "default_configs"
 
 
+PAD_MODES = ("zeros", "repeat")
+
+
 @dataclass
 class AudioConfig:
     """Front end shared by the input pipeline and the serving graph."""
 
     sample_rate: int = 16000
-    # Longer audio is cropped (after trimming) and shorter audio zero-padded.
+    # Longer audio is cropped (after trimming) and shorter audio padded to
+    # this duration, by `pad_mode`: "zeros" (silence) or "repeat" (the clip
+    # again from its start, so a short clip fills the window with speech and
+    # pooled statistics do not depend on how short it was).
     max_duration_s: float = 6.0
+    pad_mode: str = "zeros"
     # Leading/trailing frames quieter than this many dB below the loudest
     # frame are trimmed (librosa.effects.trim's rule, in-graph).
     trim_top_db: float = 30.0
@@ -42,6 +49,10 @@ class AudioConfig:
     trim_hop_length: int = 256
     # Peak below this (dBFS) counts as silent audio and is rejected.
     silence_floor_dbfs: float = -60.0
+    # RMS level (dBFS) the trimmed audio is scaled to, or null to keep its
+    # own level. A served request's gain (microphone, distance, a corpus'
+    # normalisation) then carries no information the model could learn from.
+    loudness_dbfs: float | None = None
     # The paper's log-mel: HTK mel scale, 128 bands, n_fft 1024, hop 512.
     n_mels: int = 128
     n_fft: int = 1024
@@ -450,6 +461,11 @@ def validate(config: ExperimentConfig) -> None:
         raise InputError(f"audio.channels must be 1 or 3, got {config.audio.channels}")
     if config.audio.channel_mode not in ("repeat", "viridis"):
         raise InputError(f"audio.channel_mode must be 'repeat' or 'viridis', got '{config.audio.channel_mode}'")
+    if config.audio.pad_mode not in PAD_MODES:
+        raise InputError(f"audio.pad_mode must be one of {', '.join(PAD_MODES)}, got '{config.audio.pad_mode}'")
+    loudness = config.audio.loudness_dbfs
+    if loudness is not None and not -60.0 <= loudness <= 0.0:
+        raise InputError(f"audio.loudness_dbfs must lie in -60..0 dBFS (or be null), got {loudness}")
     if config.spec_augment.enabled and not config.spec_augment.freq_mask_widths:
         raise InputError("spec_augment.freq_mask_widths is empty; give at least one width or set spec_augment.enabled=false")
     if any(w <= 0 or w >= config.audio.n_mels for w in config.spec_augment.freq_mask_widths):

@@ -285,7 +285,7 @@ def test_null_where_not_allowed(key):
         load_config(overrides=[f"{key}=null"])
 
 
-@pytest.mark.parametrize("key", ["audio.fmax", "data.manifest", "data.fold"])
+@pytest.mark.parametrize("key", ["audio.fmax", "audio.loudness_dbfs", "data.manifest", "data.fold"])
 def test_null_where_allowed(key):
     config = load_config(overrides=[f"{key}=null"])
     section, name = key.split(".")
@@ -297,6 +297,8 @@ def test_null_where_allowed(key):
     [
         ("audio.channels=2", "audio.channels must be 1 or 3, got 2"),
         ("audio.channel_mode=jet", "audio.channel_mode must be 'repeat' or 'viridis', got 'jet'"),
+        ("audio.pad_mode=reflect", "audio.pad_mode must be one of zeros, repeat, got 'reflect'"),
+        ("audio.loudness_dbfs=6", "audio.loudness_dbfs must lie in -60..0 dBFS"),
         ("spec_augment.freq_mask_widths=[15, 128]", "freq_mask_widths must lie in 1..127"),
         ("spec_augment.freq_mask_widths=[0]", "freq_mask_widths must lie in 1..127"),
         ("data.labels=[only]", "at least 2 distinct labels"),

@@ -1,9 +1,10 @@
 """The audio front end shared by the input pipeline and the serving graph.
 
 WAV bytes -> mono waveform (`decode_wav`) -> leading/trailing silence trimmed
-(`trim_silence`) -> cropped or zero-padded to the configured duration
-(`fit_length`) -> log-mel image (`LogMelSpectrogram`). Only core TensorFlow
-ops, so the exported SavedModel runs in stock TensorFlow Serving.
+(`trim_silence`) -> optionally scaled to one RMS level (`normalize_loudness`)
+-> cropped or padded to the configured duration (`fit_length`) -> log-mel
+image (`LogMelSpectrogram`). Only core TensorFlow ops, so the exported
+SavedModel runs in stock TensorFlow Serving.
 
 Documented behaviour for unusual but valid audio: stereo (any channel count)
 is averaged to mono; audio longer than `max_duration_s` after trimming keeps
@@ -66,8 +67,30 @@ def trim_silence(
     return waveform[start:end]
 
 
-def fit_length(waveform, num_samples: int):
-    """Crops (keeping the start) or zero-pads a waveform to `num_samples`."""
+def normalize_loudness(waveform, target_dbfs: float):
+    """Scales a waveform so that its RMS is `target_dbfs` (dB re full scale).
+
+    Applied to the trimmed speech, so leading and trailing silence does not
+    lower the measured level. Silent audio never gets here (`trim_silence`
+    rejects it), so the gain is finite. Samples may exceed full scale
+    afterwards; the log-mel does not clip them.
+    """
+    rms = tf.sqrt(tf.reduce_mean(tf.square(waveform)))
+    target = tf.constant(10.0 ** (target_dbfs / 20.0), tf.float32)
+    return waveform * (target / tf.maximum(rms, 1e-10))
+
+
+def fit_length(waveform, num_samples: int, pad_mode: str = "zeros"):
+    """Crops (keeping the start) or pads a waveform to `num_samples`.
+
+    `pad_mode` "zeros" pads with silence; "repeat" repeats the waveform from
+    its start until the window is full.
+    """
+    if pad_mode == "repeat":
+        copies = num_samples // tf.maximum(tf.shape(waveform)[0], 1) + 1
+        waveform = tf.tile(waveform, [copies])
+    elif pad_mode != "zeros":
+        raise ValueError(f"pad_mode must be 'zeros' or 'repeat', got '{pad_mode}'")
     waveform = waveform[:num_samples]
     padding = num_samples - tf.shape(waveform)[0]
     waveform = tf.pad(waveform, [[0, padding]])
@@ -122,7 +145,9 @@ class AudioFrontend:
         audio = trim_silence(
             samples, c.trim_top_db, c.trim_frame_length, c.trim_hop_length, c.silence_floor_dbfs
         )
-        return fit_length(audio, self.num_samples)
+        if c.loudness_dbfs is not None:
+            audio = normalize_loudness(audio, c.loudness_dbfs)
+        return fit_length(audio, self.num_samples, c.pad_mode)
 
     def batch_waveforms(self, wav_bytes_batch):
         """[batch] WAV strings -> [batch, num_samples] waveforms."""

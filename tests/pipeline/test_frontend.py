@@ -18,7 +18,7 @@ from conftest import synth_tone
 from matplotlib import colormaps
 
 from bimer_tf.config import AudioConfig
-from bimer_tf.pipeline.frontend import AudioFrontend, decode_wav, fit_length, trim_silence
+from bimer_tf.pipeline.frontend import AudioFrontend, decode_wav, fit_length, normalize_loudness, trim_silence
 from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
 from bimer_tf.layers.spec_augment import SpecAugment
 
@@ -264,6 +264,54 @@ def test_fit_length_crops_pads_and_keeps_exact():
     spec = tf.TensorSpec([None], tf.float32)
     graph = tf.function(lambda w: fit_length(w, 7)).get_concrete_function(spec)
     assert graph.structured_outputs.shape.as_list() == [7]
+
+
+def test_fit_length_repeat_fills_the_window_with_the_clip():
+    waveform = tf.range(1, 5, dtype=tf.float32)
+    np.testing.assert_array_equal(fit_length(waveform, 10, "repeat").numpy(), [1, 2, 3, 4, 1, 2, 3, 4, 1, 2])
+    np.testing.assert_array_equal(fit_length(waveform, 3, "repeat").numpy(), [1, 2, 3])
+    np.testing.assert_array_equal(fit_length(waveform, 8, "repeat").numpy(), [1, 2, 3, 4] * 2)
+    spec = tf.TensorSpec([None], tf.float32)
+    graph = tf.function(lambda w: fit_length(w, 7, "repeat")).get_concrete_function(spec)
+    assert graph.structured_outputs.shape.as_list() == [7]
+    with pytest.raises(ValueError, match="pad_mode must be"):
+        fit_length(waveform, 10, "reflect")
+
+
+def test_normalize_loudness_sets_the_rms_level():
+    waveform = tf.constant(_voice_like(0.5, amplitude=0.05))
+    scaled = normalize_loudness(waveform, -23.0).numpy()
+    rms_dbfs = 20 * np.log10(np.sqrt(np.mean(scaled**2)))
+    assert rms_dbfs == pytest.approx(-23.0, abs=1e-3)
+    # only a gain: the shape of the waveform is kept
+    np.testing.assert_allclose(scaled / scaled.max(), waveform.numpy() / waveform.numpy().max(), atol=1e-6)
+
+
+def test_loudness_normalised_front_end_ignores_the_request_gain():
+    """Loud and quiet copies of one clip give the same waveform, whatever the padding
+    (up to the quiet copy's coarser PCM16 steps, scaled up)."""
+    clip = _voice_like(0.6, amplitude=0.5)
+    for pad_mode in ("zeros", "repeat"):
+        frontend = _frontend(loudness_dbfs=-23.0, pad_mode=pad_mode)
+        loud, quiet = (frontend.waveform(tf.constant(_wav_bytes(clip * gain))).numpy() for gain in (1.0, 0.1))
+        np.testing.assert_allclose(loud, quiet, atol=5e-4)
+        rms_dbfs = 20 * np.log10(np.sqrt(np.mean(loud[: len(clip)] ** 2)))
+        assert rms_dbfs == pytest.approx(-23.0, abs=0.1)
+    # without it the level is part of the features (the Whisper log-mel keeps it)
+    plain = _frontend()
+    loud, quiet = (plain.waveform(tf.constant(_wav_bytes(clip * gain))).numpy() for gain in (1.0, 0.1))
+    assert np.abs(loud).max() > 5 * np.abs(quiet).max()
+
+
+def test_repeat_padding_fills_a_short_clip_with_its_own_audio():
+    clip = _voice_like(0.3)
+    frontend = _frontend(pad_mode="repeat")
+    waveform = frontend.waveform(tf.constant(_wav_bytes(clip))).numpy()
+    trimmed = _pcm16(clip)
+    assert waveform.shape == (SR,)
+    assert not np.any(waveform[-1000:] == 0.0)
+    length = len(trimmed)
+    np.testing.assert_array_equal(waveform[length : 2 * length], waveform[:length])
 
 
 def test_waveform_trims_then_pads():
