@@ -29,6 +29,7 @@ DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent / "default_configs"
 
 
 PAD_MODES = ("zeros", "repeat")
+WHISPER_POOLINGS = ("attention", "mean_std", "attentive_mean_std")
 
 
 @dataclass
@@ -178,10 +179,12 @@ class WhisperConfig:
     # Top encoder layers fine-tuned; the frozen rest runs in the input
     # pipeline (cached with data.cache) and in the serving graph.
     trainable_layers: int = 0
-    pooling: str = "attention"  # "attention" or "mean_std"
+    # One of WHISPER_POOLINGS: "attention" (weighted mean), "mean_std" (mean
+    # and std over time) or "attentive_mean_std" (attention-weighted mean and std).
+    pooling: str = "attention"
     # Standardise the encoder states over time, per utterance, before pooling
     # (removes one clip's speaker/channel offsets; no speaker history). Needs
-    # pooling: attention.
+    # an attention pooling.
     normalize_states: bool = False
     # Batch-normalise the pooled vector (standardises the encoder's feature
     # scales, as a linear probe's scaler does).
@@ -477,7 +480,7 @@ def validate(config: ExperimentConfig) -> None:
     choices = {
         "model.type": (model.type, ("bimer", "mm_emor", "ser", "ter")),
         "model.speech.type": (model.speech.type, SPEECH_TYPES),
-        "model.speech.whisper.pooling": (model.speech.whisper.pooling, ("attention", "mean_std")),
+        "model.speech.whisper.pooling": (model.speech.whisper.pooling, WHISPER_POOLINGS),
         "model.text.type": (model.text.type, ("bert", "roberta")),
     }
     for key, (value, valid) in choices.items():
@@ -492,9 +495,10 @@ def validate(config: ExperimentConfig) -> None:
     whisper = model.speech.whisper
     if uses_speech and model.speech.type == "whisper" and min(whisper.trainable_layers, whisper.layers) < 0:
         raise InputError("model.speech.whisper.layers and model.speech.whisper.trainable_layers must be >= 0")
-    if uses_speech and model.speech.type == "whisper" and whisper.normalize_states and whisper.pooling != "attention":
+    if uses_speech and model.speech.type == "whisper" and whisper.normalize_states and whisper.pooling == "mean_std":
         raise InputError(
-            "model.speech.whisper.normalize_states needs model.speech.whisper.pooling=attention: "
+            "model.speech.whisper.normalize_states needs an attention pooling "
+            "(model.speech.whisper.pooling=attention or attentive_mean_std): "
             "mean + std statistics of states standardised per utterance are constants"
         )
     if config.model.text.pooling not in ("mean", "cls"):

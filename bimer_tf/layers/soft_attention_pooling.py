@@ -75,3 +75,42 @@ class SoftAttentionPooling(keras.layers.Layer):
         config = super().get_config()
         config.update({"units": self.units})
         return config
+
+
+@keras.saving.register_keras_serializable(package="bimer_tf")
+class AttentiveStatisticsPooling(SoftAttentionPooling):
+    """Pools `[batch, time, dim]` into `[batch, 2 * dim]`: attention-weighted mean, then std.
+
+    Attentive statistics pooling (Okabe et al., Interspeech 2018): the
+    weights of `SoftAttentionPooling` give both the weighted mean and the
+    weighted standard deviation `sqrt(sum_t w_t h_t^2 - mean^2)`, so the
+    model can both choose the steps that matter and keep how much the states
+    vary over them. Masks and `return_attention_scores` work as in the parent.
+
+    Args:
+        units: int. Size of the hidden attention projection.
+        epsilon: float. Variance floor, so the gradient of the std stays
+            finite. Defaults to `1e-6`.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`.
+    """
+
+    def __init__(self, units, epsilon=1e-6, **kwargs):
+        super().__init__(units, **kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs, mask=None, return_attention_scores=False):
+        mean, weights = super().call(inputs, mask=mask, return_attention_scores=True)
+        features = ops.cast(inputs, "float32")
+        second_moment = ops.einsum("bt,btd->bd", weights, ops.square(features))
+        variance = ops.maximum(second_moment - ops.square(ops.cast(mean, "float32")), 0.0)
+        std = ops.cast(ops.sqrt(variance + self.epsilon), inputs.dtype)
+        pooled = ops.concatenate([mean, std], axis=-1)
+        if return_attention_scores:
+            return pooled, weights
+        return pooled
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}

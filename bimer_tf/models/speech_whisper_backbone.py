@@ -6,9 +6,8 @@ import keras
 import keras_hub
 from keras import ops
 
-from bimer_tf.layers import SoftAttentionPooling, StatisticsPooling
-
-POOLINGS = ("attention", "mean_std")
+from bimer_tf.config import WHISPER_POOLINGS
+from bimer_tf.layers import AttentiveStatisticsPooling, SoftAttentionPooling, StatisticsPooling
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
@@ -53,7 +52,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     serving graph), and this backbone holds what is trained: the top
     `top_encoder` layers (none by default), optionally a per-utterance
     standardisation of the states over time, then attention pooling (or mean
-    + std statistics), dropout and a dense ReLU projection to `feature_dim`.
+    + std statistics, or both: attentive statistics), dropout and a dense
+    ReLU projection to `feature_dim`.
 
     Its input `"whisper_features"` `[batch, steps, hidden_dim]` is the
     lower encoder's output (steps = Whisper log-mel frames // 2).
@@ -64,13 +64,14 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             hidden_dim]` to the same shape: the encoder layers that are
             fine-tuned, with the encoder's final layer norm. `None` when the
             whole encoder is frozen.
-        pooling: `"attention"` (`SoftAttentionPooling`) or `"mean_std"`
-            (`StatisticsPooling`). Defaults to `"attention"`.
+        pooling: `"attention"` (`SoftAttentionPooling`), `"mean_std"`
+            (`StatisticsPooling`) or `"attentive_mean_std"`
+            (`AttentiveStatisticsPooling`). Defaults to `"attention"`.
         normalize_states: bool. Standardise the states over time, per
             utterance and feature (`UtteranceNormalization`), before pooling:
             removes one utterance's speaker and channel offsets with no
-            speaker history. Needs attention pooling (mean + std statistics
-            of standardised states are the constants 0 and 1). Defaults to
+            speaker history. Needs an attention pooling (mean + std
+            statistics of standardised states are the constants 0 and 1). Defaults to
             `False`.
         normalize_pooled: bool. Batch-normalise the pooled vector, which
             puts the encoder's very unequal feature scales on one footing (a
@@ -98,11 +99,11 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         dtype=None,
         **kwargs,
     ):
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got '{pooling}'")
+        if pooling not in WHISPER_POOLINGS:
+            raise ValueError(f"pooling must be one of {WHISPER_POOLINGS}, got '{pooling}'")
         if normalize_states and pooling == "mean_std":
             raise ValueError(
-                "normalize_states needs pooling='attention': the mean and std of states "
+                "normalize_states needs an attention pooling: the mean and std of states "
                 "standardised per utterance are the constants 0 and 1"
             )
 
@@ -113,6 +114,10 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         )
         if pooling == "attention":
             self.pooling_layer = SoftAttentionPooling(attention_units, dtype=dtype, name="attention_pooling")
+        elif pooling == "attentive_mean_std":
+            self.pooling_layer = AttentiveStatisticsPooling(
+                attention_units, dtype=dtype, name="attentive_statistics_pooling"
+            )
         else:
             self.pooling_layer = StatisticsPooling(dtype=dtype, name="statistics_pooling")
         self.pooled_norm = (

@@ -1,4 +1,4 @@
-"""ResidualBlock and SoftAttentionPooling: shapes, masking, serialization."""
+"""ResidualBlock, SoftAttentionPooling and AttentiveStatisticsPooling: shapes, masking, serialization."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from bimer_tf.layers import ResidualBlock, SoftAttentionPooling
+from bimer_tf.layers import AttentiveStatisticsPooling, ResidualBlock, SoftAttentionPooling
 
 
 def _save_and_reload(model, tmp_path):
@@ -134,6 +134,34 @@ def test_attention_pooling_mixed_precision_mask():
     pooled = np.asarray(pooling(inputs, mask=mask))
     assert pooled.dtype == np.float16
     assert np.all(np.isfinite(pooled))
+
+
+def test_attentive_statistics_pooling_is_the_weighted_mean_and_std():
+    pooling = AttentiveStatisticsPooling(units=4)
+    inputs = np.random.default_rng(0).random((3, 7, 5)).astype("float32")
+    mask = np.ones((3, 7), bool)
+    mask[0, 4:] = False
+    pooled, weights = pooling(inputs, mask=mask, return_attention_scores=True)
+    weights = np.asarray(weights)
+    assert tuple(pooled.shape) == (3, 10) == tuple(pooling.compute_output_shape((3, 7, 5)))
+    mean = np.einsum("bt,btd->bd", weights, inputs)
+    std = np.sqrt(np.einsum("bt,btd->bd", weights, (inputs - mean[:, None]) ** 2) + 1e-6)
+    np.testing.assert_allclose(pooled, np.concatenate([mean, std], axis=-1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(weights[0, 4:], 0.0, atol=1e-7)
+    # a constant sequence has no spread: the std is the floor, not NaN
+    flat = np.asarray(pooling(np.ones((1, 5, 5), "float32")))
+    np.testing.assert_allclose(flat[0, 5:], np.sqrt(1e-6), rtol=1e-2)
+
+
+def test_attentive_statistics_pooling_round_trip(tmp_path):
+    inputs = keras.Input((None, 6))
+    model = keras.Model(inputs, AttentiveStatisticsPooling(units=3, epsilon=1e-5, name="pool")(inputs))
+    path = tmp_path / "pool.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    data = np.random.default_rng(1).random((2, 4, 6)).astype("float32")
+    np.testing.assert_allclose(restored.predict(data, verbose=0), model.predict(data, verbose=0), rtol=1e-6)
+    assert restored.get_layer("pool").get_config()["epsilon"] == 1e-5
 
 
 def test_attention_pooling_config_and_keras_file_round_trip(tmp_path):

@@ -516,5 +516,7 @@ def test_whisper_normalized_states_need_attention_pooling():
     config.model.speech.whisper.pooling = "mean_std"
     with pytest.raises(InputError, match="normalize_states"):
         validate(config)
-    config.model.speech.whisper.pooling = "attention"
-    validate(config)
+    for pooling in ("attention", "attentive_mean_std"):
+        config.model.speech.whisper.pooling = pooling
+        validate(config)
+    SpeechWhisperBackbone(6, pooling="attentive_mean_std", normalize_states=True)

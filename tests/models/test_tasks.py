@@ -149,7 +149,7 @@ def whisper_tiny_parts():
     return encoder, split_whisper_encoder(encoder, 1)
 
 
-@pytest.mark.parametrize("pooling", ["attention", "mean_std"])
+@pytest.mark.parametrize("pooling", ["attention", "mean_std", "attentive_mean_std"])
 def test_whisper_backbone_with_a_fine_tuned_top_layer(whisper_tiny_parts, pooling, tmp_path):
     _, (bottom, top) = whisper_tiny_parts
     backbone = SpeechWhisperBackbone(384, top_encoder=top, pooling=pooling, attention_units=4, feature_dim=8)
