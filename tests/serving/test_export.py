@@ -152,3 +152,29 @@ def test_xla_export_agrees_with_the_plain_one(tiny_run, tiny_export, tmp_path):
         plain(audio_wav=wavs, text=texts)["probabilities"].numpy(),
         atol=1e-4,
     )
+
+
+def test_loudness_normalised_export_ignores_the_request_gain(tiny_run, tmp_path):
+    """With `audio.loudness_dbfs` the served graph answers a quiet copy of a clip as the
+    clip itself; the export's metadata carries both front-end options."""
+    import shutil
+
+    import yaml
+
+    from bimer_tf.serving.export_dir import read_export_info
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["audio"].update(loudness_dbfs=-23.0, pad_mode="repeat")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    target = export_run(run, tmp_path / "bimer")
+    assert read_export_info(target).audio["loudness_dbfs"] == -23.0
+    assert read_export_info(target).audio["pad_mode"] == "repeat"
+
+    clip = synth_tone(0.6, freq=220.0, amplitude=0.5)
+    wavs = tf.constant([_wav_bytes(clip), _wav_bytes(clip * 0.1)])
+    texts = tf.constant([TINY_TEXTS["sad"]] * 2)
+    normalised, _ = load_saved_model(target)
+    loud, quiet = normalised(audio_wav=wavs, text=texts)["probabilities"].numpy()
+    np.testing.assert_allclose(loud, quiet, atol=1e-3)
