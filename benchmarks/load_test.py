@@ -1,7 +1,7 @@
 """Load test of the web application: N concurrent clients for T seconds on loopback.
 
     python benchmarks/load_test.py --url http://127.0.0.1:8000 --clients 8 --seconds 60 [--no-asr]
-    python benchmarks/load_test.py --model export/bimer/1 --clients 8 --seconds 60   # starts the app itself
+    python benchmarks/load_test.py --saved-model export/bimer/1 --clients 8 --seconds 60   # starts the app itself
 
 Each client posts the same clip to `/api/predict` in a loop until the time is
 up (a request still running then may finish; none starts after). With
@@ -127,7 +127,7 @@ def start_app(model: str, asr: str, threads: int) -> tuple[subprocess.Popen, str
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "bimer_tf.app", "--model", model, "--asr", asr, "--port", str(port),
+    command = [sys.executable, "-m", "bimer_tf.app", "--saved-model", model, "--asr", asr, "--port", str(port),
                "--threads", str(threads)]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
@@ -146,26 +146,29 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="a running app, e.g. http://127.0.0.1:8000")
-    target.add_argument("--model", help="start `python -m bimer_tf.app --model MODEL` for the test")
+    target.add_argument(
+        "--saved-model", "--model", dest="saved_model", metavar="DIR",
+        help="start `python -m bimer_tf.app --saved-model DIR` for the test (--model: old name)",
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default: 8)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to send requests (default: 60)")
     parser.add_argument("--no-asr", action="store_true", help="send the transcript too (skips speech recognition)")
     parser.add_argument("--clip", help="audio file to send (default: a RAVDESS clip if present, else synthetic)")
-    parser.add_argument("--asr", default="whisper-tiny-offline", help="with --model: the app's --asr")
-    parser.add_argument("--threads", type=int, default=4, help="with --model: the app's --threads")
+    parser.add_argument("--asr", default="whisper-tiny-offline", help="with --saved-model: the app's --asr")
+    parser.add_argument("--threads", type=int, default=4, help="with --saved-model: the app's --threads")
     args = parser.parse_args(argv)
     audio, origin = clip_bytes(args.clip)
     process = None
     url = args.url
-    if args.model:
-        process, url = start_app(args.model, args.asr, args.threads)
+    if args.saved_model:
+        process, url = start_app(args.saved_model, args.asr, args.threads)
     try:
         result = run_load(url.rstrip("/"), args.clients, args.seconds, audio, RAVDESS_TEXT if args.no_asr else None)
     finally:
         if process is not None:
             process.terminate()
             process.wait(timeout=30)
-    print(json.dumps({**result, "clip": origin, "app_threads": args.threads if args.model else None}))
+    print(json.dumps({**result, "clip": origin, "app_threads": args.threads if args.saved_model else None}))
     return 1 if result["errors"] else 0
 
 

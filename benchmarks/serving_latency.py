@@ -1,6 +1,6 @@
 """Latency of exported SavedModels alone (no HTTP, no ASR): p50/p95/p99 per request.
 
-    python benchmarks/serving_latency.py --model export/bimer/1 [--model export/ter/1 ...]
+    python benchmarks/serving_latency.py --saved-model export/bimer/1 [--saved-model export/ter/1 ...]
         [--batches 1,8,32] [--requests 200] [--clip X.wav] [--profile-run runs/bimer-demo]
 
 For each model and batch size: `--requests` timed calls of the
@@ -236,7 +236,8 @@ def trim_to_longest(features: dict) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--model", action="append", required=True, help="SavedModel version folder (repeatable)"
+        "--saved-model", "--model", dest="saved_model", action="append", required=True,
+        metavar="DIR", help="SavedModel version folder (repeatable; --model: old name)",
     )
     parser.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes (default: 1,8,32)")
     parser.add_argument("--requests", type=int, default=200, help="timed calls per batch size (default: 200)")
@@ -245,7 +246,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
     wav, text, origin = four_second_clip(args.clip)
-    for model_dir in args.model:
+    for model_dir in args.saved_model:
         benchmark_saved_model(model_dir, batches, args.requests, wav, text, origin)
     if args.profile_run:
         profile_run(args.profile_run, batches, args.requests, wav, text)
