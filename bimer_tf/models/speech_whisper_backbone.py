@@ -50,8 +50,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     lower part runs in the speech front end (`bimer_tf.pipeline.frontend.
     WhisperFrontend`: in `tf.data`, where its output is cached, and in the
     serving graph), and this backbone holds what is trained: the top
-    `top_encoder` layers (none by default), optionally a per-utterance
-    standardisation of the states over time, then attention pooling (or mean
+    `top_encoder` layers (none by default), optionally dropout of whole frames
+    in training and a per-utterance standardisation of the states over time, then attention pooling (or mean
     + std statistics, or both: attentive statistics), dropout and a dense
     ReLU projection to `feature_dim`.
 
@@ -73,6 +73,10 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             speaker history. Needs an attention pooling (mean + std
             statistics of standardised states are the constants 0 and 1). Defaults to
             `False`.
+        frame_dropout: float. Share of the states' frames dropped whole
+            (every feature of a step) in training: time masking of the
+            states, new each epoch even when they come from a cache.
+            Defaults to `0.0`.
         normalize_pooled: bool. Batch-normalise the pooled vector, which
             puts the encoder's very unequal feature scales on one footing (a
             linear probe's standard scaler, learned). Defaults to `False`.
@@ -92,6 +96,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         top_encoder=None,
         pooling="attention",
         normalize_states=False,
+        frame_dropout=0.0,
         normalize_pooled=False,
         attention_units=128,
         dropout=0.1,
@@ -109,6 +114,12 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
 
         # === Layers ===
         self.top_encoder = top_encoder
+        # Whole frames (all features of a step) are dropped together.
+        self.frame_dropout_layer = (
+            keras.layers.Dropout(frame_dropout, noise_shape=(None, None, 1), dtype=dtype, name="frame_dropout")
+            if frame_dropout
+            else None
+        )
         self.states_norm = (
             UtteranceNormalization(dtype=dtype, name="utterance_normalization") if normalize_states else None
         )
@@ -133,9 +144,12 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         # === Functional Model ===
         states = keras.Input(shape=(None, hidden_dim), name="whisper_features")
         sequence_output = top_encoder(states) if top_encoder is not None else states
-        pooled = self.pooling_layer(
-            self.states_norm(sequence_output) if self.states_norm is not None else sequence_output
-        )
+        x = sequence_output
+        if self.frame_dropout_layer is not None:
+            x = self.frame_dropout_layer(x)
+        if self.states_norm is not None:
+            x = self.states_norm(x)
+        pooled = self.pooling_layer(x)
         if self.pooled_norm is not None:
             pooled = self.pooled_norm(pooled)
         pooled_output = self.feature_dense(self.feature_dropout(pooled))
@@ -150,6 +164,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         self.hidden_dim = hidden_dim
         self.pooling = pooling
         self.normalize_states = normalize_states
+        self.frame_dropout = frame_dropout
         self.normalize_pooled = normalize_pooled
         self.attention_units = attention_units
         self.dropout = dropout
@@ -167,6 +182,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
                 ),
                 "pooling": self.pooling,
                 "normalize_states": self.normalize_states,
+                "frame_dropout": self.frame_dropout,
                 "normalize_pooled": self.normalize_pooled,
                 "attention_units": self.attention_units,
                 "dropout": self.dropout,

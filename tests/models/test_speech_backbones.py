@@ -506,6 +506,36 @@ def test_whisper_normalized_states_shapes_round_trip_and_offset_invariance(tmp_p
     _train_one_step(backbone, states)
 
 
+def test_whisper_frame_dropout_drops_whole_frames_in_training_only(tmp_path):
+    backbone = SpeechWhisperBackbone(
+        6, pooling="attentive_mean_std", frame_dropout=0.5, attention_units=4, feature_dim=5
+    )
+    states = np.random.default_rng(0).normal(size=(4, 40, 6)).astype("float32") + 3.0
+    dropped = np.asarray(backbone.frame_dropout_layer(states, training=True))
+    zero_frames = np.all(dropped == 0.0, axis=-1)
+    # a frame goes whole or stays whole (scaled by 1 / (1 - rate))
+    assert np.all(np.any(dropped == 0.0, axis=-1) == zero_frames)
+    assert 0.2 < zero_frames.mean() < 0.8
+    np.testing.assert_allclose(dropped[~zero_frames], 2.0 * states[~zero_frames], rtol=1e-6)
+    # not in inference: the same answer as the model without it
+    plain = SpeechWhisperBackbone(6, pooling="attentive_mean_std", attention_units=4, feature_dim=5)
+    plain.set_weights(backbone.get_weights())
+    _assert_same_outputs(plain, backbone, states)
+    restored = _save_and_reload(backbone, tmp_path)
+    assert restored.frame_dropout == 0.5
+    _assert_same_outputs(restored, backbone, states)
+    _train_one_step(backbone, states)
+
+
+def test_whisper_frame_dropout_rate_is_checked():
+    config = ExperimentConfig()
+    config.model.type = "ser"
+    config.model.speech.type = "whisper"
+    config.model.speech.whisper.frame_dropout = 1.0
+    with pytest.raises(InputError, match="frame_dropout must lie in"):
+        validate(config)
+
+
 def test_whisper_normalized_states_need_attention_pooling():
     with pytest.raises(ValueError, match="normalize_states"):
         SpeechWhisperBackbone(6, pooling="mean_std", normalize_states=True)
