@@ -2,12 +2,17 @@
 
     python benchmarks/input_pipeline.py [--manifest M] [--batch-size 16] [--utterances 2000]
     python benchmarks/input_pipeline.py --paper-style 40   # also time the paper's image path
+    python benchmarks/input_pipeline.py --reference        # also time a bare decode + STFT + mel loop
 
 Prints one JSON line. The dataset is built by `bimer_tf.pipeline.dataset` with
 caching off, so every utterance is read and decoded from disk each pass. The
 default manifest is the demo corpus. `--paper-style N` times the BiMER
 paper's feature path on N clips for comparison: librosa log-mel -> viridis
-PNG of 496x369 pixels -> decode back.
+PNG of 496x369 pixels -> decode back. `--reference` times the least a
+pipeline could do on the same clips and config: a Python loop of one
+compiled `read_file -> decode_wav -> STFT -> mel matmul -> log` per clip,
+no trimming, padding, SpecAugment or batching, and prints the pipeline's
+rate as a share of it (`ratio_to_reference`).
 """
 
 import argparse
@@ -54,6 +59,29 @@ def paper_style_rate(rows, config, count) -> float:
     return min(count, len(rows)) / (time.perf_counter() - start)
 
 
+def reference_rate(rows, config, count) -> float:
+    """Utterances/s of a bare loop: read, decode_wav, STFT, mel matmul, log; one clip at a time."""
+    import tensorflow as tf
+
+    audio = config.audio
+    mel = tf.signal.linear_to_mel_weight_matrix(
+        audio.n_mels, audio.n_fft // 2 + 1, audio.sample_rate, audio.fmin, audio.fmax or audio.sample_rate / 2
+    )
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def log_mel(path):
+        waveform, _ = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=1)
+        spectrum = tf.abs(tf.signal.stft(waveform[:, 0], audio.n_fft, audio.hop_length)) ** 2
+        return tf.math.log(tf.matmul(spectrum, mel) + 1e-10)
+
+    paths = [row["audio"] for row in rows]
+    log_mel(paths[0])  # tracing
+    start = time.perf_counter()
+    for index in range(count):
+        log_mel(paths[index % len(paths)]).numpy()
+    return count / (time.perf_counter() - start)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", help="manifest to read (default: the demo corpus)")
@@ -61,6 +89,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--utterances", type=int, default=2000, help="utterances to time")
     parser.add_argument("--paper-style", type=int, default=0, metavar="N")
+    parser.add_argument("--reference", action="store_true", help="also time a bare decode + STFT + mel loop")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -112,6 +141,10 @@ def main():
         result["paper_style_utterances_per_second"] = round(
             paper_style_rate(rows, config, args.paper_style), 1
         )
+    if args.reference:
+        rate = reference_rate(rows, config, batches * args.batch_size)
+        result["reference_utterances_per_second"] = round(rate, 1)
+        result["ratio_to_reference"] = round(result["utterances_per_second"] / rate, 2)
     print(json.dumps(result))
 
 
