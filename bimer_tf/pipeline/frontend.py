@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from bimer_tf.config import AudioConfig
+from bimer_tf.config import PAD_MODES, AudioConfig
 from bimer_tf.errors import InputError
 from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
 
@@ -89,8 +89,8 @@ def fit_length(waveform, num_samples: int, pad_mode: str = "zeros"):
     if pad_mode == "repeat":
         copies = num_samples // tf.maximum(tf.shape(waveform)[0], 1) + 1
         waveform = tf.tile(waveform, [copies])
-    elif pad_mode != "zeros":
-        raise ValueError(f"pad_mode must be 'zeros' or 'repeat', got '{pad_mode}'")
+    elif pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got '{pad_mode}'")
     waveform = waveform[:num_samples]
     padding = num_samples - tf.shape(waveform)[0]
     waveform = tf.pad(waveform, [[0, padding]])
