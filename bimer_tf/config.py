@@ -186,9 +186,9 @@ class WhisperConfig:
     # (removes one clip's speaker/channel offsets; no speaker history). Needs
     # an attention pooling.
     normalize_states: bool = False
-    # Share of the encoder's frames dropped whole in training (each epoch
-    # anew, also from cached states): SpecAugment-style time masking of the
-    # states, so no single stretch of a clip decides its class.
+    # Share of the encoder's frames left out of the attention pooling in
+    # training (each epoch anew, also from cached states): SpecAugment-style
+    # time masking of the states. Needs an attention pooling.
     frame_dropout: float = 0.0
     # Batch-normalise the pooled vector (standardises the encoder's feature
     # scales, as a linear probe's scaler does).
@@ -507,6 +507,11 @@ def validate(config: ExperimentConfig) -> None:
         )
     if uses_speech and model.speech.type == "whisper" and not 0.0 <= whisper.frame_dropout < 1.0:
         raise InputError(f"model.speech.whisper.frame_dropout must lie in [0, 1), got {whisper.frame_dropout}")
+    if uses_speech and model.speech.type == "whisper" and whisper.frame_dropout and whisper.pooling == "mean_std":
+        raise InputError(
+            "model.speech.whisper.frame_dropout needs an attention pooling "
+            "(model.speech.whisper.pooling=attention or attentive_mean_std), which takes a frame mask"
+        )
     if config.model.text.pooling not in ("mean", "cls"):
         raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
 

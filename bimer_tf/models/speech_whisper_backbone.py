@@ -43,6 +43,46 @@ class UtteranceNormalization(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
+class RandomFrameMask(keras.layers.Layer):
+    """In training, a random `[batch, time]` mask that leaves out a share of the frames.
+
+    Time masking for pooled sequences: the frames left out get no weight in
+    the attention pooling that receives the mask, instead of entering its
+    statistics as zeros. Each frame is left out with probability `rate`;
+    a row that would lose every frame keeps them all. Outside training all
+    frames are kept. No weights.
+
+    Args:
+        rate: float in [0, 1). Share of frames left out.
+        seed: optional int, for reproducible masks.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`.
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        shape = ops.shape(inputs)[:2]
+        if not training or not self.rate:
+            return ops.ones(shape, "bool")
+        keep = keras.random.uniform(shape, seed=self.seed_generator) >= self.rate
+        none_kept = ops.logical_not(ops.any(keep, axis=1, keepdims=True))
+        return ops.logical_or(keep, none_kept)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2])
+
+    def compute_output_spec(self, inputs, training=False):
+        return keras.KerasTensor(inputs.shape[:2], dtype="bool")
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="bimer_tf")
 class SpeechWhisperBackbone(keras_hub.models.Backbone):
     """Whisper encoder states -> (fine-tuned top layers) -> pooled utterance feature.
 
@@ -50,8 +90,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     lower part runs in the speech front end (`bimer_tf.pipeline.frontend.
     WhisperFrontend`: in `tf.data`, where its output is cached, and in the
     serving graph), and this backbone holds what is trained: the top
-    `top_encoder` layers (none by default), optionally dropout of whole frames
-    in training and a per-utterance standardisation of the states over time, then attention pooling (or mean
+    `top_encoder` layers (none by default), optionally a per-utterance standardisation of the states over time, then attention pooling (or mean
     + std statistics, or both: attentive statistics), dropout and a dense
     ReLU projection to `feature_dim`.
 
@@ -73,10 +112,10 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             speaker history. Needs an attention pooling (mean + std
             statistics of standardised states are the constants 0 and 1). Defaults to
             `False`.
-        frame_dropout: float. Share of the states' frames dropped whole
-            (every feature of a step) in training: time masking of the
-            states, new each epoch even when they come from a cache.
-            Defaults to `0.0`.
+        frame_dropout: float. Share of the states' frames left out of the
+            attention pooling in training (`RandomFrameMask`): time masking
+            of the states, new each epoch even when they come from a cache.
+            Needs an attention pooling. Defaults to `0.0`.
         normalize_pooled: bool. Batch-normalise the pooled vector, which
             puts the encoder's very unequal feature scales on one footing (a
             linear probe's standard scaler, learned). Defaults to `False`.
@@ -106,6 +145,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     ):
         if pooling not in WHISPER_POOLINGS:
             raise ValueError(f"pooling must be one of {WHISPER_POOLINGS}, got '{pooling}'")
+        if frame_dropout and pooling == "mean_std":
+            raise ValueError("frame_dropout needs an attention pooling, which takes a frame mask")
         if normalize_states and pooling == "mean_std":
             raise ValueError(
                 "normalize_states needs an attention pooling: the mean and std of states "
@@ -114,12 +155,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
 
         # === Layers ===
         self.top_encoder = top_encoder
-        # Whole frames (all features of a step) are dropped together.
-        self.frame_dropout_layer = (
-            keras.layers.Dropout(frame_dropout, noise_shape=(None, None, 1), dtype=dtype, name="frame_dropout")
-            if frame_dropout
-            else None
-        )
+        self.frame_mask = RandomFrameMask(frame_dropout, dtype=dtype, name="frame_mask") if frame_dropout else None
         self.states_norm = (
             UtteranceNormalization(dtype=dtype, name="utterance_normalization") if normalize_states else None
         )
@@ -144,12 +180,11 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         # === Functional Model ===
         states = keras.Input(shape=(None, hidden_dim), name="whisper_features")
         sequence_output = top_encoder(states) if top_encoder is not None else states
-        x = sequence_output
-        if self.frame_dropout_layer is not None:
-            x = self.frame_dropout_layer(x)
-        if self.states_norm is not None:
-            x = self.states_norm(x)
-        pooled = self.pooling_layer(x)
+        x = self.states_norm(sequence_output) if self.states_norm is not None else sequence_output
+        if self.frame_mask is not None:
+            pooled = self.pooling_layer(x, mask=self.frame_mask(x))
+        else:
+            pooled = self.pooling_layer(x)
         if self.pooled_norm is not None:
             pooled = self.pooled_norm(pooled)
         pooled_output = self.feature_dense(self.feature_dropout(pooled))

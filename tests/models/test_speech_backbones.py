@@ -506,21 +506,33 @@ def test_whisper_normalized_states_shapes_round_trip_and_offset_invariance(tmp_p
     _train_one_step(backbone, states)
 
 
-def test_whisper_frame_dropout_drops_whole_frames_in_training_only(tmp_path):
+def test_whisper_frame_dropout_masks_frames_out_of_the_pooling_in_training_only(tmp_path):
+    from bimer_tf.models.speech_whisper_backbone import RandomFrameMask
+
+    states = np.random.default_rng(0).normal(size=(4, 40, 6)).astype("float32") + 3.0
+    mask = np.asarray(RandomFrameMask(0.5, seed=1)(states, training=True))
+    assert mask.shape == (4, 40) and mask.dtype == bool
+    assert 0.2 < 1.0 - mask.mean() < 0.8
+    assert np.all(np.asarray(RandomFrameMask(0.5)(states, training=False)))
+    # a row never loses every frame
+    assert np.all(np.asarray(RandomFrameMask(0.99, seed=2)(states[:, :3], training=True)).any(axis=1))
+
     backbone = SpeechWhisperBackbone(
         6, pooling="attentive_mean_std", frame_dropout=0.5, attention_units=4, feature_dim=5
     )
-    states = np.random.default_rng(0).normal(size=(4, 40, 6)).astype("float32") + 3.0
-    dropped = np.asarray(backbone.frame_dropout_layer(states, training=True))
-    zero_frames = np.all(dropped == 0.0, axis=-1)
-    # a frame goes whole or stays whole (scaled by 1 / (1 - rate))
-    assert np.all(np.any(dropped == 0.0, axis=-1) == zero_frames)
-    assert 0.2 < zero_frames.mean() < 0.8
-    np.testing.assert_allclose(dropped[~zero_frames], 2.0 * states[~zero_frames], rtol=1e-6)
+    # in training the masked frames get no attention weight: the pooled statistics
+    # are those of the kept frames, whatever the left-out frames hold
+    pooling = backbone.pooling_layer
+    kept = np.asarray(RandomFrameMask(0.5, seed=3)(states, training=True))
+    changed = states.copy()
+    changed[~kept] = 100.0
+    np.testing.assert_allclose(pooling(changed, mask=kept), pooling(states, mask=kept), rtol=1e-5)
     # not in inference: the same answer as the model without it
     plain = SpeechWhisperBackbone(6, pooling="attentive_mean_std", attention_units=4, feature_dim=5)
     plain.set_weights(backbone.get_weights())
     _assert_same_outputs(plain, backbone, states)
+    a, b = (np.asarray(backbone(states, training=True)["pooled_output"]) for _ in range(2))
+    assert not np.allclose(a, b)  # a new mask per call
     restored = _save_and_reload(backbone, tmp_path)
     assert restored.frame_dropout == 0.5
     _assert_same_outputs(restored, backbone, states)
@@ -534,6 +546,12 @@ def test_whisper_frame_dropout_rate_is_checked():
     config.model.speech.whisper.frame_dropout = 1.0
     with pytest.raises(InputError, match="frame_dropout must lie in"):
         validate(config)
+    config.model.speech.whisper.frame_dropout = 0.2
+    config.model.speech.whisper.pooling = "mean_std"
+    with pytest.raises(InputError, match="frame_dropout needs an attention pooling"):
+        validate(config)
+    with pytest.raises(ValueError, match="frame_dropout needs an attention pooling"):
+        SpeechWhisperBackbone(6, pooling="mean_std", frame_dropout=0.2)
 
 
 def test_whisper_normalized_states_need_attention_pooling():
