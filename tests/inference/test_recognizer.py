@@ -13,6 +13,7 @@ from conftest import REPO_ROOT, TINY_LABELS, TINY_TEXTS, synth_tone
 from conftest import FAKE_LABELS, one_modality_export
 
 TOLERANCE = 1e-3  # another format or rate of the same audio: the probabilities agree this closely
+MP3_TOLERANCE = 1e-2  # the same audio through a 192 kbit/s MP3 encoder
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +94,18 @@ def test_mp3_and_44k_stereo_give_what_the_16k_wav_gives(recognizer, write_wav, c
     flac = tmp_path / "clip.flac"
     soundfile.write(flac, clip, 16000, subtype="PCM_24")
     float_wav = write_wav("float.wav", clip, subtype="FLOAT")
-    for source in (mp3, mp3.read_bytes(), stereo, flac, float_wav):
+    expected = probabilities(reference)
+    top_two = np.sort(expected)[-2:]
+    # MP3 is lossy: its samples differ from the WAV's by the codec's noise, which
+    # moves a tiny model's probabilities by more than resampling or re-packing does.
+    for source, tolerance in ((mp3, MP3_TOLERANCE), (mp3.read_bytes(), MP3_TOLERANCE), (stereo, TOLERANCE),
+                              (flac, TOLERANCE), (float_wav, TOLERANCE)):
         prepared = recognizer.prepare(audio=source, text=text)
         assert prepared.audio_wav[:4] == b"RIFF" and prepared.duration_s == pytest.approx(1.0, abs=0.1)
         got = recognizer.predict(audio=source, text=text)
-        assert got.label == reference.label, source
-        np.testing.assert_allclose(probabilities(got), probabilities(reference), atol=TOLERANCE, err_msg=str(source))
+        np.testing.assert_allclose(probabilities(got), expected, atol=tolerance, err_msg=str(source)[:80])
+        if top_two[1] - top_two[0] > 2 * tolerance:  # the same label unless the two best were that close
+            assert got.label == reference.label, str(source)[:80]
 
 
 @pytest.mark.parametrize(
