@@ -59,7 +59,7 @@ def paper_style_rate(rows, config, count) -> float:
     return min(count, len(rows)) / (time.perf_counter() - start)
 
 
-def reference_rate(rows, config, count, batch_size) -> float:
+def reference_rate(rows, config, num_samples, count, batch_size) -> float:
     """Utterances/s of a bare tf.data map: read, decode_wav, STFT, mel matmul, log, batch."""
     import tensorflow as tf
 
@@ -67,11 +67,10 @@ def reference_rate(rows, config, count, batch_size) -> float:
     mel = tf.signal.linear_to_mel_weight_matrix(
         audio.n_mels, audio.n_fft // 2 + 1, audio.sample_rate, audio.fmin, audio.fmax or audio.sample_rate / 2
     )
-    frames = int(audio.max_duration_s * audio.sample_rate)
 
     def log_mel(path):
         waveform, _ = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=1)
-        waveform = tf.pad(waveform[:frames, 0], [[0, tf.maximum(0, frames - tf.shape(waveform)[0])]])
+        waveform = tf.pad(waveform[:num_samples, 0], [[0, tf.maximum(0, num_samples - tf.shape(waveform)[0])]])
         spectrum = tf.abs(tf.signal.stft(waveform, audio.n_fft, audio.hop_length)) ** 2
         return tf.math.log(tf.matmul(spectrum, mel) + 1e-10)
 
@@ -146,7 +145,7 @@ def main():
             paper_style_rate(rows, config, args.paper_style), 1
         )
     if args.reference:
-        rate = reference_rate(rows, config, batches * args.batch_size, args.batch_size)
+        rate = reference_rate(rows, config, frontend.num_samples, batches * args.batch_size, args.batch_size)
         result["reference_utterances_per_second"] = round(rate, 1)
         result["ratio_to_reference"] = round(result["utterances_per_second"] / rate, 2)
     print(json.dumps(result))

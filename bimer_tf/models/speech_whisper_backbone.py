@@ -72,9 +72,6 @@ class RandomFrameMask(keras.layers.Layer):
         none_kept = ops.logical_not(ops.any(keep, axis=1, keepdims=True))
         return ops.logical_or(keep, none_kept)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:2])
-
     def compute_output_spec(self, inputs, training=False):
         return keras.KerasTensor(inputs.shape[:2], dtype="bool")
 
@@ -90,9 +87,11 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     lower part runs in the speech front end (`bimer_tf.pipeline.frontend.
     WhisperFrontend`: in `tf.data`, where its output is cached, and in the
     serving graph), and this backbone holds what is trained: the top
-    `top_encoder` layers (none by default), optionally a per-utterance standardisation of the states over time, then attention pooling (or mean
-    + std statistics, or both: attentive statistics), dropout and a dense
-    ReLU projection to `feature_dim`.
+    `top_encoder` layers (none by default), optionally a per-utterance
+    standardisation of the states over time, then attention pooling (or mean
+    + std statistics, or both: attentive statistics; in training optionally
+    over a random subset of the frames), dropout and a dense ReLU projection
+    to `feature_dim`.
 
     Its input `"whisper_features"` `[batch, steps, hidden_dim]` is the
     lower encoder's output (steps = Whisper log-mel frames // 2).
@@ -110,8 +109,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             utterance and feature (`UtteranceNormalization`), before pooling:
             removes one utterance's speaker and channel offsets with no
             speaker history. Needs an attention pooling (mean + std
-            statistics of standardised states are the constants 0 and 1). Defaults to
-            `False`.
+            statistics of standardised states are the constants 0 and 1).
+            Defaults to `False`.
         frame_dropout: float. Share of the states' frames left out of the
             attention pooling in training (`RandomFrameMask`): time masking
             of the states, new each epoch even when they come from a cache.

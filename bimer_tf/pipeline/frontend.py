@@ -70,8 +70,9 @@ def trim_silence(
 def normalize_loudness(waveform, target_dbfs: float):
     """Scales a waveform so that its RMS is `target_dbfs` (dB re full scale).
 
-    Applied to the trimmed speech, so leading and trailing silence does not
-    lower the measured level. Silent audio never gets here (`trim_silence`
+    Applied to the trimmed speech the model will see (after cropping), so
+    leading and trailing silence, or audio past the window, does not change
+    the measured level. Silent audio never gets here (`trim_silence`
     rejects it), so the gain is finite. Samples may exceed full scale
     afterwards; the log-mel does not clip them.
     """
@@ -146,7 +147,7 @@ class AudioFrontend:
             samples, c.trim_top_db, c.trim_frame_length, c.trim_hop_length, c.silence_floor_dbfs
         )
         if c.loudness_dbfs is not None:
-            audio = normalize_loudness(audio, c.loudness_dbfs)
+            audio = normalize_loudness(audio[: self.num_samples], c.loudness_dbfs)
         return fit_length(audio, self.num_samples, c.pad_mode)
 
     def batch_waveforms(self, wav_bytes_batch):
