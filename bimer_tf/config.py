@@ -179,6 +179,11 @@ class WhisperConfig:
     # Top encoder layers fine-tuned; the frozen rest runs in the input
     # pipeline (cached with data.cache) and in the serving graph.
     trainable_layers: int = 0
+    # Read out a learned weighted sum of every hidden state (the embedding and
+    # each layer in use, each standardised per frame) instead of the last
+    # layer in use alone; the cache then holds all of them. Needs
+    # trainable_layers=0.
+    layer_sum: bool = False
     # One of WHISPER_POOLINGS: "attention" (weighted mean), "mean_std" (mean
     # and std over time) or "attentive_mean_std" (attention-weighted mean and std).
     pooling: str = "attention"
@@ -511,6 +516,11 @@ def validate(config: ExperimentConfig) -> None:
         raise InputError(
             "model.speech.whisper.frame_dropout needs an attention pooling "
             "(model.speech.whisper.pooling=attention or attentive_mean_std), which takes a frame mask"
+        )
+    if uses_speech and model.speech.type == "whisper" and whisper.layer_sum and whisper.trainable_layers:
+        raise InputError(
+            "model.speech.whisper.layer_sum needs model.speech.whisper.trainable_layers=0: "
+            "the weighted sum reads the frozen encoder's cached states"
         )
     if config.model.text.pooling not in ("mean", "cls"):
         raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")

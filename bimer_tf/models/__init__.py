@@ -84,10 +84,13 @@ def _whisper_backbone(config) -> keras.Model:
     from bimer_tf.pretrained.whisper_branch import whisper_encoder_parts
 
     section = _section(config)
-    _, top, hidden_dim = whisper_encoder_parts(
-        section.pop("source"), section.pop("layers"), section.pop("trainable_layers")
+    bottom, top, hidden_dim = whisper_encoder_parts(
+        section.pop("source"), section.pop("layers"), section.pop("trainable_layers"), section["layer_sum"]
     )
-    return SpeechWhisperBackbone(hidden_dim=hidden_dim, top_encoder=top, **section, name="speech_backbone")
+    num_states = bottom.output.shape[2] if section.pop("layer_sum") else 0
+    return SpeechWhisperBackbone(
+        hidden_dim=hidden_dim, top_encoder=top, num_states=num_states, **section, name="speech_backbone"
+    )
 
 
 # config.model.speech.type -> builder(config) returning a speech backbone.

@@ -7,7 +7,12 @@ import keras_hub
 from keras import ops
 
 from bimer_tf.config import WHISPER_POOLINGS
-from bimer_tf.layers import AttentiveStatisticsPooling, SoftAttentionPooling, StatisticsPooling
+from bimer_tf.layers import (
+    AttentiveStatisticsPooling,
+    SoftAttentionPooling,
+    StatisticsPooling,
+    WeightedLayerSum,
+)
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
@@ -87,14 +92,16 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     lower part runs in the speech front end (`bimer_tf.pipeline.frontend.
     WhisperFrontend`: in `tf.data`, where its output is cached, and in the
     serving graph), and this backbone holds what is trained: the top
-    `top_encoder` layers (none by default), optionally a per-utterance
+    `top_encoder` layers (none by default) or a learned weighted sum of all
+    the lower encoder's hidden states, optionally a per-utterance
     standardisation of the states over time, then attention pooling (or mean
     + std statistics, or both: attentive statistics; in training optionally
     over a random subset of the frames), dropout and a dense ReLU projection
     to `feature_dim`.
 
     Its input `"whisper_features"` `[batch, steps, hidden_dim]` is the
-    lower encoder's output (steps = Whisper log-mel frames // 2).
+    lower encoder's output (steps = Whisper log-mel frames // 2), or
+    `[batch, steps, num_states, hidden_dim]`, every hidden state stacked.
 
     Args:
         hidden_dim: int. Width of the Whisper encoder states (384 tiny, 512 base).
@@ -102,6 +109,10 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             hidden_dim]` to the same shape: the encoder layers that are
             fine-tuned, with the encoder's final layer norm. `None` when the
             whole encoder is frozen.
+        num_states: int. When > 0, the input holds that many stacked hidden
+            states (the embedding and each layer in use), read out by a
+            learned weighted sum (`WeightedLayerSum`); needs `top_encoder`
+            to be `None`. Defaults to `0` (one state, the last layer in use).
         pooling: `"attention"` (`SoftAttentionPooling`), `"mean_std"`
             (`StatisticsPooling`) or `"attentive_mean_std"`
             (`AttentiveStatisticsPooling`). Defaults to `"attention"`.
@@ -132,6 +143,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         self,
         hidden_dim,
         top_encoder=None,
+        num_states=0,
         pooling="attention",
         normalize_states=False,
         frame_dropout=0.0,
@@ -146,6 +158,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             raise ValueError(f"pooling must be one of {WHISPER_POOLINGS}, got '{pooling}'")
         if frame_dropout and pooling == "mean_std":
             raise ValueError("frame_dropout needs an attention pooling, which takes a frame mask")
+        if num_states and top_encoder is not None:
+            raise ValueError("num_states needs top_encoder=None: the stacked states come from a frozen encoder")
         if normalize_states and pooling == "mean_std":
             raise ValueError(
                 "normalize_states needs an attention pooling: the mean and std of states "
@@ -154,6 +168,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
 
         # === Layers ===
         self.top_encoder = top_encoder
+        self.layer_sum = WeightedLayerSum(dtype=dtype, name="weighted_layer_sum") if num_states else None
         self.frame_mask = RandomFrameMask(frame_dropout, dtype=dtype, name="frame_mask") if frame_dropout else None
         self.states_norm = (
             UtteranceNormalization(dtype=dtype, name="utterance_normalization") if normalize_states else None
@@ -177,8 +192,14 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         )
 
         # === Functional Model ===
-        states = keras.Input(shape=(None, hidden_dim), name="whisper_features")
-        sequence_output = top_encoder(states) if top_encoder is not None else states
+        state_shape = (None, num_states, hidden_dim) if num_states else (None, hidden_dim)
+        states = keras.Input(shape=state_shape, name="whisper_features")
+        if top_encoder is not None:
+            sequence_output = top_encoder(states)
+        elif self.layer_sum is not None:
+            sequence_output = self.layer_sum(states)
+        else:
+            sequence_output = states
         x = self.states_norm(sequence_output) if self.states_norm is not None else sequence_output
         if self.frame_mask is not None:
             pooled = self.pooling_layer(x, mask=self.frame_mask(x))
@@ -196,6 +217,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
 
         # === Config ===
         self.hidden_dim = hidden_dim
+        self.num_states = num_states
         self.pooling = pooling
         self.normalize_states = normalize_states
         self.frame_dropout = frame_dropout
@@ -214,6 +236,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
                     if self.top_encoder is None
                     else keras.saving.serialize_keras_object(self.top_encoder)
                 ),
+                "num_states": self.num_states,
                 "pooling": self.pooling,
                 "normalize_states": self.normalize_states,
                 "frame_dropout": self.frame_dropout,

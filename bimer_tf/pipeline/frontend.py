@@ -225,6 +225,8 @@ def build_speech_frontend(config) -> AudioFrontend:
         from bimer_tf.pretrained.whisper_branch import whisper_encoder_parts
 
         whisper = config.model.speech.whisper
-        bottom, _, _ = whisper_encoder_parts(whisper.source, whisper.layers, whisper.trainable_layers)
+        bottom, _, _ = whisper_encoder_parts(
+            whisper.source, whisper.layers, whisper.trainable_layers, whisper.layer_sum
+        )
         return WhisperFrontend(config.audio, bottom)
     return AudioFrontend(config.audio)

@@ -154,7 +154,10 @@ def whisper_encoder_dims(encoder: keras.Model) -> dict:
 
 
 def split_whisper_encoder(
-    encoder: keras.Model, trainable_layers: int, num_layers: int | None = None
+    encoder: keras.Model,
+    trainable_layers: int,
+    num_layers: int | None = None,
+    all_states: bool = False,
 ) -> tuple[keras.Model, keras.Model | None]:
     """Cuts an encoder into a bottom and a top that share its weights.
 
@@ -167,6 +170,10 @@ def split_whisper_encoder(
             something is said than the last ones). The final layer norm
             belongs to the last layer and is applied only when all layers are
             used. Defaults to all.
+        all_states: the bottom returns every hidden state, stacked: the
+            embedding output and each of the `num_layers` layers' outputs,
+            `[batch, steps, num_layers + 1, hidden_dim]` (for a learned
+            weighted sum of layers). Needs `trainable_layers == 0`.
 
     Returns:
         `(bottom, top)`. `bottom`: log-mel `[batch, frames, num_mels]` ->
@@ -193,14 +200,20 @@ def split_whisper_encoder(
             f"trainable_layers must be an integer from 0 to {len(layers)} (the transformer "
             f"layers used), got {trainable_layers!r}"
         )
+    if all_states and trainable_layers:
+        raise InputError("all_states needs trainable_layers=0: the stacked states are what the cache holds")
     cut = len(layers) - trainable_layers
     features = keras.Input(shape=(None, encoder.input.shape[-1]), dtype="float32", name="encoder_features")
     x = _embed(features, encoder.get_layer)
+    states = [x]
     for layer in layers[:cut]:
         x = layer(x)
+        states.append(x)
     if trainable_layers == 0:
         for layer in final_norm:
             x = layer(x)
+        if all_states:
+            x = keras.ops.stack(states[:-1] + [x], axis=2)
         return keras.Model(features, x, name=f"{encoder.name}_bottom"), None
     bottom = keras.Model(features, x, name=f"{encoder.name}_bottom")
 

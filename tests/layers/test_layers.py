@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from bimer_tf.layers import AttentiveStatisticsPooling, ResidualBlock, SoftAttentionPooling
+from bimer_tf.layers import AttentiveStatisticsPooling, ResidualBlock, SoftAttentionPooling, WeightedLayerSum
 
 
 def _save_and_reload(model, tmp_path):
@@ -173,3 +173,46 @@ def test_attention_pooling_config_and_keras_file_round_trip(tmp_path):
     restored = _save_and_reload(model, tmp_path)
     assert restored.get_layer("pool").units == 5
     np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+# --- WeightedLayerSum -----------------------------------------------------------
+
+
+def _standardised(x):
+    return (x - x.mean(axis=-1, keepdims=True)) / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5)
+
+
+def test_weighted_layer_sum_is_the_softmax_weighted_sum_of_standardised_layers():
+    x = np.random.default_rng(0).normal(size=(2, 5, 3, 8)).astype("float32")
+    x[:, :, 2] *= 50.0  # a deep layer's larger residual stream
+    layer = WeightedLayerSum()
+    out = np.asarray(layer(x))
+    assert out.shape == (2, 5, 8)
+    # equal weights at the start: the plain mean of the standardised layers
+    np.testing.assert_allclose(out, _standardised(x).mean(axis=2), atol=1e-5)
+    logits = np.array([1.0, -2.0, 0.5], "float32")
+    layer.layer_logits.assign(logits)
+    weights = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(np.asarray(layer.layer_weights()), weights, rtol=1e-6)
+    expected = np.einsum("btld,l->btd", _standardised(x), weights)
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-5)
+    # a layer's gain does not change the sum
+    scaled = x.copy()
+    scaled[:, :, 0] *= 7.0
+    np.testing.assert_allclose(np.asarray(layer(scaled)), expected, atol=1e-4)
+
+
+def test_weighted_layer_sum_learns_its_weights_and_round_trips(tmp_path):
+    inputs = keras.Input((None, 3, 4))
+    model = keras.Model(inputs, keras.layers.Dense(2)(WeightedLayerSum(name="sum")(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    x = np.random.default_rng(1).normal(size=(4, 6, 3, 4)).astype("float32")
+    model.fit(x, np.ones((4, 6, 2), "float32"), epochs=1, verbose=0)
+    assert not np.allclose(np.asarray(model.get_layer("sum").layer_logits), 0.0)
+    restored = _save_and_reload(model, tmp_path)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_weighted_layer_sum_needs_a_layer_axis():
+    with pytest.raises(ValueError, match=r"\[batch, time, layers, dim\]"):
+        WeightedLayerSum()(np.zeros((2, 5, 8), "float32"))

@@ -568,3 +568,39 @@ def test_whisper_normalized_states_need_attention_pooling():
         config.model.speech.whisper.pooling = pooling
         validate(config)
     SpeechWhisperBackbone(6, pooling="attentive_mean_std", normalize_states=True)
+
+
+# --- SpeechWhisperBackbone(num_states=...): a learned sum of every hidden state ---
+
+
+def test_whisper_layer_sum_reads_stacked_states_and_learns_the_weights(tmp_path):
+    backbone = SpeechWhisperBackbone(
+        6, num_states=3, pooling="attentive_mean_std", attention_units=4, feature_dim=5
+    )
+    assert backbone.input.shape[1:] == (None, 3, 6)
+    states = np.random.default_rng(0).normal(size=(4, 9, 3, 6)).astype("float32")
+    outputs = backbone(states, training=False)
+    assert outputs["sequence_output"].shape == (4, 9, 6)
+    assert outputs["pooled_output"].shape == (4, 5)
+    # the weights start equal and train with the head
+    layer_sum = backbone.get_layer("weighted_layer_sum")
+    np.testing.assert_allclose(np.asarray(layer_sum.layer_weights()), np.full(3, 1 / 3), rtol=1e-6)
+    restored = _save_and_reload(backbone, tmp_path)
+    assert restored.num_states == 3
+    _assert_same_outputs(restored, backbone, states)
+    _train_one_step(backbone, states)
+    assert not np.allclose(np.asarray(layer_sum.layer_logits), 0.0)
+
+
+def test_whisper_layer_sum_needs_a_frozen_encoder():
+    top = keras.Sequential([keras.Input((None, 6)), keras.layers.Dense(6)])
+    with pytest.raises(ValueError, match="num_states needs top_encoder=None"):
+        SpeechWhisperBackbone(6, top_encoder=top, num_states=3)
+    config = ExperimentConfig()
+    config.model.type = "ser"
+    config.model.speech.type = "whisper"
+    config.model.speech.whisper.layer_sum = True
+    validate(config)
+    config.model.speech.whisper.trainable_layers = 1
+    with pytest.raises(InputError, match="layer_sum needs model.speech.whisper.trainable_layers=0"):
+        validate(config)

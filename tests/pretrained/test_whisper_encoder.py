@@ -386,6 +386,22 @@ def test_split_rejects_bad_layer_counts(tiny_ct2_encoder):
             split_whisper_encoder(tiny_ct2_encoder, bad)
 
 
+def test_split_with_all_states_stacks_every_hidden_state(tiny_ct2_encoder):
+    x = np.random.default_rng(4).standard_normal((2, 20, 80)).astype(np.float32)
+    stacked, top = split_whisper_encoder(tiny_ct2_encoder, 0, all_states=True)
+    assert top is None
+    states = np.asarray(stacked(x))
+    assert states.shape == (2, 10, 3, tiny_ct2_encoder.output.shape[-1])  # embedding + 2 layers
+    # the last state is the encoder's output, each other one a truncated encoder's
+    np.testing.assert_allclose(states[:, :, -1], np.asarray(tiny_ct2_encoder(x)), atol=1e-5)
+    one, _ = split_whisper_encoder(tiny_ct2_encoder, 0, num_layers=1)
+    np.testing.assert_allclose(states[:, :, 1], np.asarray(one(x)), atol=1e-5)
+    first, _ = split_whisper_encoder(tiny_ct2_encoder, 0, num_layers=1, all_states=True)
+    assert np.asarray(first(x)).shape[2] == 2
+    with pytest.raises(InputError, match="all_states needs trainable_layers=0"):
+        split_whisper_encoder(tiny_ct2_encoder, 1, all_states=True)
+
+
 def test_nested_split_survives_keras_round_trip(tiny_ct2_encoder, tmp_path):
     bottom, top = split_whisper_encoder(tiny_ct2_encoder, 1)
     bottom.trainable = False
