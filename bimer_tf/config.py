@@ -184,6 +184,10 @@ class WhisperConfig:
     # layer in use alone; the cache then holds all of them. Needs
     # trainable_layers=0.
     layer_sum: bool = False
+    # Leave the frames that hold only the window's zero padding out of the
+    # pooling (the front end zeroes their states; the backbone masks them).
+    # Needs an attention pooling, audio.pad_mode=zeros and trainable_layers=0.
+    mask_padding: bool = False
     # One of WHISPER_POOLINGS: "attention" (weighted mean), "mean_std" (mean
     # and std over time) or "attentive_mean_std" (attention-weighted mean and std).
     pooling: str = "attention"
@@ -522,6 +526,22 @@ def validate(config: ExperimentConfig) -> None:
             "model.speech.whisper.layer_sum needs model.speech.whisper.trainable_layers=0: "
             "the weighted sum reads the frozen encoder's cached states"
         )
+    if uses_speech and model.speech.type == "whisper" and whisper.mask_padding:
+        if whisper.pooling == "mean_std":
+            raise InputError(
+                "model.speech.whisper.mask_padding needs an attention pooling "
+                "(model.speech.whisper.pooling=attention or attentive_mean_std), which takes a frame mask"
+            )
+        if whisper.trainable_layers:
+            raise InputError(
+                "model.speech.whisper.mask_padding needs model.speech.whisper.trainable_layers=0: "
+                "fine-tuned layers would mix the zeroed padding states back into the clip's"
+            )
+        if config.audio.pad_mode != "zeros":
+            raise InputError(
+                f"model.speech.whisper.mask_padding needs audio.pad_mode=zeros (got {config.audio.pad_mode}): "
+                "the padding is found as the zeros after the clip"
+            )
     if config.model.text.pooling not in ("mean", "cls"):
         raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
 

@@ -19,7 +19,8 @@ from bimer_tf.layers import (
 class UtteranceNormalization(keras.layers.Layer):
     """Standardises `[batch, time, dim]` over time, per utterance and feature.
 
-    Each feature of each utterance gets mean 0 and variance 1 over its steps:
+    Each feature of each utterance gets mean 0 and variance 1 over its steps
+    (those of `mask` when given):
     a constant offset or gain of one utterance (its speaker, microphone, room)
     is removed from every step without any statistics of other utterances, so
     a served request is normalised exactly as in training. No weights; the
@@ -33,11 +34,17 @@ class UtteranceNormalization(keras.layers.Layer):
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
+        self.supports_masking = True
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):
         x = ops.cast(inputs, "float32")
-        mean = ops.mean(x, axis=1, keepdims=True)
-        variance = ops.mean(ops.square(x - mean), axis=1, keepdims=True)
+        if mask is None:
+            weights = ops.ones_like(x[:, :, :1])
+        else:  # statistics over the frames kept
+            weights = ops.cast(mask, "float32")[:, :, None]
+        count = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
+        mean = ops.sum(x * weights, axis=1, keepdims=True) / count
+        variance = ops.sum(ops.square(x - mean) * weights, axis=1, keepdims=True) / count
         return ops.cast((x - mean) * ops.rsqrt(variance + self.epsilon), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -48,6 +55,24 @@ class UtteranceNormalization(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
+class PaddingFrames(keras.layers.Layer):
+    """`[batch, time, ...]` states -> `[batch, time]` bool: True where a frame is not all zeros.
+
+    The Whisper front end with `zero_padding_states` sets the states of the
+    frames that hold only a clip's zero padding to exactly zero; a real
+    frame's state is never exactly zero, so this recovers which frames are
+    the clip's own without a second input. No weights.
+    """
+
+    def call(self, inputs):
+        axes = tuple(range(2, len(inputs.shape)))
+        return ops.any(ops.not_equal(inputs, 0), axis=axes)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs.shape[:2], dtype="bool")
+
+
+@keras.saving.register_keras_serializable(package="bimer_tf")
 class RandomFrameMask(keras.layers.Layer):
     """In training, a random `[batch, time]` mask that leaves out a share of the frames.
 
@@ -55,7 +80,8 @@ class RandomFrameMask(keras.layers.Layer):
     the attention pooling that receives the mask, instead of entering its
     statistics as zeros. Each frame is left out with probability `rate`;
     a row that would lose every frame keeps them all. Outside training all
-    frames are kept. No weights.
+    frames are kept. With `valid` (`[batch, time]` bool), frames outside it
+    are always left out and only valid frames are drawn from. No weights.
 
     Args:
         rate: float in [0, 1). Share of frames left out.
@@ -69,15 +95,16 @@ class RandomFrameMask(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, valid=None, training=False):
         shape = ops.shape(inputs)[:2]
+        valid = ops.ones(shape, "bool") if valid is None else ops.cast(valid, "bool")
         if not training or not self.rate:
-            return ops.ones(shape, "bool")
-        keep = keras.random.uniform(shape, seed=self.seed_generator) >= self.rate
+            return valid
+        keep = ops.logical_and(keras.random.uniform(shape, seed=self.seed_generator) >= self.rate, valid)
         none_kept = ops.logical_not(ops.any(keep, axis=1, keepdims=True))
-        return ops.logical_or(keep, none_kept)
+        return ops.where(none_kept, valid, keep)
 
-    def compute_output_spec(self, inputs, training=False):
+    def compute_output_spec(self, inputs, valid=None, training=False):
         return keras.KerasTensor(inputs.shape[:2], dtype="bool")
 
     def get_config(self):
@@ -95,9 +122,10 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     `top_encoder` layers (none by default) or a learned weighted sum of all
     the lower encoder's hidden states, optionally a per-utterance
     standardisation of the states over time, then attention pooling (or mean
-    + std statistics, or both: attentive statistics; in training optionally
-    over a random subset of the frames), dropout and a dense ReLU projection
-    to `feature_dim`.
+    + std statistics, or both: attentive statistics; optionally only over
+    the clip's own frames, not its zero padding, and in training over a
+    random subset of the frames), dropout and a dense ReLU projection to
+    `feature_dim`.
 
     Its input `"whisper_features"` `[batch, steps, hidden_dim]` is the
     lower encoder's output (steps = Whisper log-mel frames // 2), or
@@ -122,6 +150,10 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             speaker history. Needs an attention pooling (mean + std
             statistics of standardised states are the constants 0 and 1).
             Defaults to `False`.
+        mask_padding: bool. Leave the frames whose states are all zeros (the
+            zero padding, as the front end with `zero_padding_states` marks
+            it) out of the pooling and the per-utterance normalisation.
+            Needs an attention pooling. Defaults to `False`.
         frame_dropout: float. Share of the states' frames left out of the
             attention pooling in training (`RandomFrameMask`): time masking
             of the states, new each epoch even when they come from a cache.
@@ -146,6 +178,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         num_states=0,
         pooling="attention",
         normalize_states=False,
+        mask_padding=False,
         frame_dropout=0.0,
         normalize_pooled=False,
         attention_units=128,
@@ -156,6 +189,10 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     ):
         if pooling not in WHISPER_POOLINGS:
             raise ValueError(f"pooling must be one of {WHISPER_POOLINGS}, got '{pooling}'")
+        if mask_padding and pooling == "mean_std":
+            raise ValueError("mask_padding needs an attention pooling, which takes a frame mask")
+        if mask_padding and top_encoder is not None:
+            raise ValueError("mask_padding needs top_encoder=None: fine-tuned layers fill the zeroed frames")
         if frame_dropout and pooling == "mean_std":
             raise ValueError("frame_dropout needs an attention pooling, which takes a frame mask")
         if num_states and top_encoder is not None:
@@ -169,6 +206,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         # === Layers ===
         self.top_encoder = top_encoder
         self.layer_sum = WeightedLayerSum(dtype=dtype, name="weighted_layer_sum") if num_states else None
+        self.padding_frames = PaddingFrames(dtype=dtype, name="padding_frames") if mask_padding else None
         self.frame_mask = RandomFrameMask(frame_dropout, dtype=dtype, name="frame_mask") if frame_dropout else None
         self.states_norm = (
             UtteranceNormalization(dtype=dtype, name="utterance_normalization") if normalize_states else None
@@ -200,11 +238,14 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             sequence_output = self.layer_sum(states)
         else:
             sequence_output = states
-        x = self.states_norm(sequence_output) if self.states_norm is not None else sequence_output
-        if self.frame_mask is not None:
-            pooled = self.pooling_layer(x, mask=self.frame_mask(x))
+        frames = self.padding_frames(states) if self.padding_frames is not None else None
+        if self.states_norm is not None:
+            x = self.states_norm(sequence_output, mask=frames)
         else:
-            pooled = self.pooling_layer(x)
+            x = sequence_output
+        if self.frame_mask is not None:
+            frames = self.frame_mask(x, valid=frames)
+        pooled = self.pooling_layer(x, mask=frames) if frames is not None else self.pooling_layer(x)
         if self.pooled_norm is not None:
             pooled = self.pooled_norm(pooled)
         pooled_output = self.feature_dense(self.feature_dropout(pooled))
@@ -220,6 +261,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         self.num_states = num_states
         self.pooling = pooling
         self.normalize_states = normalize_states
+        self.mask_padding = mask_padding
         self.frame_dropout = frame_dropout
         self.normalize_pooled = normalize_pooled
         self.attention_units = attention_units
@@ -239,6 +281,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
                 "num_states": self.num_states,
                 "pooling": self.pooling,
                 "normalize_states": self.normalize_states,
+                "mask_padding": self.mask_padding,
                 "frame_dropout": self.frame_dropout,
                 "normalize_pooled": self.normalize_pooled,
                 "attention_units": self.attention_units,

@@ -187,12 +187,17 @@ class WhisperFrontend(AudioFrontend):
     SpecAugment masks the Whisper log-mel before the encoder, so it applies
     only when the features are not cached (`data.cache=false`: the encoder
     then runs every epoch); with the cache on, it is off for this branch.
+
+    With `zero_padding_states`, the states of frames that hold only the
+    window's zero padding (past the last non-zero sample of a clip padded
+    with zeros) are set to exactly zero: the backbone reads that as "not
+    part of the clip" and leaves them out of its pooling (`PaddingFrames`).
     """
 
     input_key = "whisper_features"
     augments_batches = False
 
-    def __init__(self, config: AudioConfig, encoder_bottom):
+    def __init__(self, config: AudioConfig, encoder_bottom, zero_padding_states: bool = False):
         from bimer_tf.layers.whisper_log_mel import WhisperLogMel
 
         self.config = config
@@ -205,15 +210,33 @@ class WhisperFrontend(AudioFrontend):
         self.log_mel.build((None, self.num_samples))
         self.encoder_bottom = encoder_bottom
         self.encoder_bottom.trainable = False
+        self.zero_padding_states = zero_padding_states
+        # Whisper's two convolutions: one state per two log-mel frames.
+        self.samples_per_state = 2 * self.log_mel.hop_length
 
     def example_features(self, waveform, spec_augment=None):
         log_mel = self.log_mel(waveform[tf.newaxis])
         if spec_augment is not None:
             log_mel = spec_augment(log_mel[..., tf.newaxis], training=True)[..., 0]
-        return self.encoder_bottom(log_mel, training=False)[0]
+        states = self.encoder_bottom(log_mel, training=False)
+        return self._zero_padding(waveform[tf.newaxis], states)[0]
 
     def batch_features(self, waveforms):
-        return self.encoder_bottom(self.log_mel(waveforms), training=False)
+        states = self.encoder_bottom(self.log_mel(waveforms), training=False)
+        return self._zero_padding(waveforms, states)
+
+    def _zero_padding(self, waveforms, states):
+        """Zeroes the states past each clip's last non-zero sample (the padding)."""
+        if not self.zero_padding_states:
+            return states
+        positions = tf.range(1, tf.shape(waveforms)[1] + 1)
+        clip_samples = tf.reduce_max(tf.where(tf.not_equal(waveforms, 0.0), positions, 0), axis=1)
+        clip_states = (clip_samples + self.samples_per_state - 1) // self.samples_per_state
+        in_clip = tf.range(tf.shape(states)[1])[tf.newaxis, :] < clip_states[:, tf.newaxis]
+        in_clip = tf.cast(in_clip, states.dtype)
+        for _ in range(states.shape.rank - 2):  # [steps, hidden] or stacked [steps, layers, hidden]
+            in_clip = in_clip[..., tf.newaxis]
+        return states * in_clip
 
     def trackables(self) -> list:
         return [self.encoder_bottom]
@@ -228,5 +251,5 @@ def build_speech_frontend(config) -> AudioFrontend:
         bottom, _, _ = whisper_encoder_parts(
             whisper.source, whisper.layers, whisper.trainable_layers, whisper.layer_sum
         )
-        return WhisperFrontend(config.audio, bottom)
+        return WhisperFrontend(config.audio, bottom, zero_padding_states=whisper.mask_padding)
     return AudioFrontend(config.audio)

@@ -78,13 +78,15 @@ def test_model_trains_evaluates_and_exports(name, tiny_corpus, tiny_bert_preset,
     assert labels == TINY_LABELS
 
 
-def test_whisper_layer_sum_trains_and_exports(tiny_corpus, tiny_bert_preset, tmp_path):
-    """The stacked hidden states go through the cache, the checkpoint and the serving graph."""
+def test_whisper_layer_sum_and_padding_mask_train_and_export(tiny_corpus, tiny_bert_preset, tmp_path):
+    """The stacked hidden states, their padding frames zeroed, go through the
+    cache, the checkpoint and the serving graph."""
     from bimer_tf.training import train
 
     overrides = tiny_overrides(tiny_corpus, tiny_bert_preset) + WHISPER_TINY + [
         "model.speech.whisper.layers=2", "model.speech.whisper.layer_sum=true",
-        "model.speech.whisper.pooling=attentive_mean_std", "trainer.epochs=1",
+        "model.speech.whisper.pooling=attentive_mean_std", "model.speech.whisper.mask_padding=true",
+        "trainer.epochs=1",
     ]
     run = train(load_config(model="ser_whisper", overrides=overrides), tmp_path / "run")
     assert json.loads((run / "eval.json").read_text())["n"] == 8

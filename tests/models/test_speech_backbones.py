@@ -604,3 +604,84 @@ def test_whisper_layer_sum_needs_a_frozen_encoder():
     config.model.speech.whisper.trainable_layers = 1
     with pytest.raises(InputError, match="layer_sum needs model.speech.whisper.trainable_layers=0"):
         validate(config)
+
+
+# --- SpeechWhisperBackbone(mask_padding=True): the zeroed padding frames are left out ---
+
+
+@pytest.mark.parametrize("normalize_states", [False, True])
+def test_whisper_mask_padding_pools_only_the_clips_own_frames(normalize_states, tmp_path):
+    backbone = SpeechWhisperBackbone(
+        6, pooling="attentive_mean_std", mask_padding=True, normalize_states=normalize_states,
+        attention_units=4, feature_dim=5,
+    )
+    states = np.random.default_rng(0).normal(size=(1, 12, 6)).astype("float32")
+    padded = np.concatenate([states, np.zeros((1, 30, 6), "float32")], axis=1)  # zeroed by the front end
+    np.testing.assert_allclose(
+        backbone(padded, training=False)["pooled_output"],
+        backbone(states, training=False)["pooled_output"],
+        atol=1e-5,
+    )
+    # without the option the padding frames weigh in
+    plain = SpeechWhisperBackbone(
+        6, pooling="attentive_mean_std", normalize_states=normalize_states, attention_units=4, feature_dim=5
+    )
+    plain.set_weights(backbone.get_weights())
+    with_padding = plain(padded, training=False)["pooled_output"]
+    assert not np.allclose(with_padding, backbone(padded, training=False)["pooled_output"], atol=1e-3)
+    restored = _save_and_reload(backbone, tmp_path)
+    assert restored.mask_padding
+    _assert_same_outputs(restored, backbone, padded)
+    _train_one_step(backbone, np.concatenate([padded, padded[:, ::-1]]))
+
+
+def test_whisper_mask_padding_with_frame_dropout_and_stacked_states():
+    from bimer_tf.models.speech_whisper_backbone import PaddingFrames, RandomFrameMask
+
+    states = np.random.default_rng(1).normal(size=(3, 20, 2, 6)).astype("float32")
+    states[0, 5:] = 0.0
+    states[1, 1:] = 0.0
+    valid = np.asarray(PaddingFrames()(states))
+    np.testing.assert_array_equal(valid.sum(axis=1), [5, 1, 20])
+    for _ in range(5):
+        kept = np.asarray(RandomFrameMask(0.5)(states[:, :, 0], valid=valid, training=True))
+        assert not (kept & ~valid).any()  # padding is never drawn
+        assert kept.any(axis=1).all()  # and a row keeps at least one of its frames
+        np.testing.assert_array_equal(kept[1], valid[1])
+    np.testing.assert_array_equal(RandomFrameMask(0.5)(states[:, :, 0], valid=valid), valid)
+    backbone = SpeechWhisperBackbone(
+        6, num_states=2, pooling="attentive_mean_std", mask_padding=True, frame_dropout=0.3,
+        attention_units=4, feature_dim=5,
+    )
+    pooled = np.asarray(backbone(states, training=True)["pooled_output"])
+    assert np.isfinite(pooled).all()
+    np.testing.assert_allclose(
+        backbone(states[:1], training=False)["pooled_output"],
+        backbone(states[:1, :5], training=False)["pooled_output"],
+        atol=1e-5,
+    )
+
+
+def test_whisper_mask_padding_checks():
+    with pytest.raises(ValueError, match="mask_padding needs an attention pooling"):
+        SpeechWhisperBackbone(6, pooling="mean_std", mask_padding=True)
+    top = keras.Sequential([keras.Input((None, 6)), keras.layers.Dense(6)])
+    with pytest.raises(ValueError, match="mask_padding needs top_encoder=None"):
+        SpeechWhisperBackbone(6, top_encoder=top, mask_padding=True)
+    config = ExperimentConfig()
+    config.model.type = "ser"
+    config.model.speech.type = "whisper"
+    whisper = config.model.speech.whisper
+    whisper.mask_padding = True
+    validate(config)
+    whisper.pooling = "mean_std"
+    with pytest.raises(InputError, match="mask_padding needs an attention pooling"):
+        validate(config)
+    whisper.pooling = "attention"
+    whisper.trainable_layers = 1
+    with pytest.raises(InputError, match="needs model.speech.whisper.trainable_layers=0"):
+        validate(config)
+    whisper.trainable_layers = 0
+    config.audio.pad_mode = "repeat"
+    with pytest.raises(InputError, match="needs audio.pad_mode=zeros"):
+        validate(config)

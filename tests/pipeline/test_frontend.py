@@ -18,7 +18,14 @@ from conftest import synth_tone
 from matplotlib import colormaps
 
 from bimer_tf.config import AudioConfig
-from bimer_tf.pipeline.frontend import AudioFrontend, decode_wav, fit_length, normalize_loudness, trim_silence
+from bimer_tf.pipeline.frontend import (
+    AudioFrontend,
+    WhisperFrontend,
+    decode_wav,
+    fit_length,
+    normalize_loudness,
+    trim_silence,
+)
 from bimer_tf.layers.log_mel_spectrogram import LogMelSpectrogram
 from bimer_tf.layers.spec_augment import SpecAugment
 
@@ -423,3 +430,37 @@ def test_spec_augment_config_round_trip_and_seed():
     np.testing.assert_array_equal(
         restored(features, training=True).numpy(), layer(features, training=True).numpy()
     )
+
+
+# --- WhisperFrontend(zero_padding_states=True) ---------------------------------
+
+
+def _state_encoder(stacked=False):
+    """A stand-in for the lower Whisper encoder: log-mel [b, frames, 80] ->
+    states [b, frames // 2, 4] (or [b, frames // 2, 2, 4]), none of them zero."""
+    log_mel = keras.Input((None, 80))
+    x = keras.layers.Conv1D(8 if stacked else 4, 2, strides=2, bias_initializer="ones")(log_mel)
+    if stacked:
+        x = keras.layers.Reshape((-1, 2, 4))(x)
+    return keras.Model(log_mel, x)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_whisper_front_end_zeroes_the_states_of_the_padding(stacked):
+    config = AudioConfig(max_duration_s=2.0)
+    clip = np.concatenate([_voice_like(1.1)[: SR + 100], np.zeros(SR - 100, np.float32)]).astype(np.float32)
+    full = _voice_like(2.0, seed=1)[: 2 * SR].astype(np.float32)
+    waveforms = tf.constant(np.stack([clip, full]))
+    frontend = WhisperFrontend(config, _state_encoder(stacked), zero_padding_states=True)
+    states = np.asarray(frontend.batch_features(waveforms))
+    assert states.shape[:2] == (2, 100)  # one state per 320 samples
+    in_clip = np.abs(states).reshape(2, 100, -1).max(axis=-1) > 0
+    # the clip's 16100 samples reach into state 50 (ceil(16100 / 320) = 51 states)
+    np.testing.assert_array_equal(in_clip[0], np.arange(100) < 51)
+    assert in_clip[1].all()  # a clip that fills the window keeps every state
+    # one clip at a time (the input pipeline) gives the same as a batch (the serving graph)
+    np.testing.assert_allclose(frontend.example_features(waveforms[0]), states[0], atol=1e-6)
+    plain = WhisperFrontend(config, frontend.encoder_bottom)
+    unmasked = np.asarray(plain.batch_features(waveforms))
+    assert (np.abs(unmasked).reshape(2, 100, -1).max(axis=-1) > 0).all()
+    np.testing.assert_allclose(states[0, :51], unmasked[0, :51], atol=1e-6)
