@@ -84,10 +84,11 @@ def _whisper_backbone(config) -> keras.Model:
     from bimer_tf.pretrained.whisper_branch import whisper_encoder_parts
 
     section = _section(config)
+    layer_sum = section.pop("layer_sum")
     bottom, top, hidden_dim = whisper_encoder_parts(
-        section.pop("source"), section.pop("layers"), section.pop("trainable_layers"), section["layer_sum"]
+        section.pop("source"), section.pop("layers"), section.pop("trainable_layers"), layer_sum
     )
-    num_states = bottom.output.shape[2] if section.pop("layer_sum") else 0
+    num_states = bottom.output.shape[2] if layer_sum else 0  # the stacked states the front end caches
     return SpeechWhisperBackbone(
         hidden_dim=hidden_dim, top_encoder=top, num_states=num_states, **section, name="speech_backbone"
     )

@@ -10,9 +10,9 @@ def whisper_encoder_parts(source: str, layers: int = 0, trainable_layers: int = 
 
     `source`, `layers` (0: all), `trainable_layers` and `layer_sum` are the
     fields of `model.speech.whisper` of the same names; with `layer_sum` the
-    lower encoder returns every hidden state up to `layers`, stacked. Each call loads the pretrained
-    weights of `source` afresh, so a model built for one run never starts
-    from another run's fine-tuned layers.
+    lower encoder returns every hidden state up to `layers`, stacked. Each
+    call loads the pretrained weights of `source` afresh, so a model built
+    for one run never starts from another run's fine-tuned layers.
     """
     from bimer_tf.pretrained.whisper_encoder import (
         load_whisper_encoder,

@@ -171,7 +171,8 @@ def split_whisper_encoder(
             belongs to the last layer and is applied only when all layers are
             used. Defaults to all.
         all_states: the bottom returns every hidden state, stacked: the
-            embedding output and each of the `num_layers` layers' outputs,
+            embedding output and each of the `num_layers` layers' outputs
+            (the last after the final layer norm when all layers are used),
             `[batch, steps, num_layers + 1, hidden_dim]` (for a learned
             weighted sum of layers). Needs `trainable_layers == 0`.
 
