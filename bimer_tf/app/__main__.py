@@ -21,7 +21,7 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from bimer_tf.app.uploads import MAX_DURATION_S, MAX_UPLOAD_MB  # noqa: E402
+from bimer_tf.app.uploads import MAX_DURATION_S, MAX_UPLOAD_MB, Limits  # noqa: E402
 from bimer_tf.audio.asr import DEFAULT_ASR, NO_ASR, OFFLINE_ASR  # noqa: E402
 from bimer_tf.cli import add_saved_model_argument, run_main  # noqa: E402
 from bimer_tf.errors import InputError  # noqa: E402
@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "export's max_duration_s)",
     )
     parser.add_argument(
+        "--max-timelines", type=int, default=Limits.max_timelines, metavar="N",
+        help="long recordings cut and scored at once; one more gets HTTP 503 with Retry-After while "
+        "short clips are still answered (default: %(default)s)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=DEFAULT_THREADS, metavar="N",
         help=f"requests served at once (waitress worker threads; default: {DEFAULT_THREADS})",
     )
@@ -84,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_arguments(parser, args) -> None:
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a TCP port (1-65535)")
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
+    if args.threads < 1 or args.max_timelines < 1:
+        parser.error("--threads and --max-timelines must be at least 1")
     if args.max_upload_mb <= 0 or args.max_duration_s <= 0:
         parser.error("--max-upload-mb and --max-duration-s must be positive")
     if args.long_audio_s is not None and args.long_audio_s <= 0:
@@ -126,13 +131,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per request otherwise
 
-    from bimer_tf.app import Limits, create_app, make_model_client
+    from bimer_tf.app import create_app, make_model_client
     from bimer_tf.audio.asr import load_recognizer
 
     limits = Limits(
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_duration_s=args.max_duration_s,
         long_audio_s=args.long_audio_s,
+        max_timelines=args.max_timelines,
     )
     started = time.perf_counter()
     model = make_model_client(args.saved_model, args.serving_url)

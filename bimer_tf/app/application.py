@@ -8,7 +8,9 @@ long recording: over `Limits.long_audio_s`, by default the export's
 timeline instead (`long_audio.py`): segments, each with its transcript,
 label and probabilities, and a summary. Bad input of any kind is a 4xx JSON
 `{"error": ...}` whose message names the problem and the remedy; the server
-keeps serving.
+keeps serving. At most `Limits.max_timelines` long recordings are cut and
+scored at once; one more is a 503 with `Retry-After`, while short clips are
+still answered.
 
     GET  /              the page (plain HTML/CSS/JS, works offline)
     GET  /api/health    {"status": "ok", ...} or 503
@@ -21,6 +23,7 @@ keeps serving.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from flask import Flask, jsonify, render_template, request
@@ -57,6 +60,14 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+# Seconds a client is told to wait when every timeline slot is taken.
+RETRY_AFTER_S = 30
+
+
+class ServerBusy(Exception):
+    """Every slot for long recordings (`Limits.max_timelines`) is taken."""
 
 
 def _error(status: int, message: str):
@@ -106,6 +117,7 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
     speech_name = (asr_name if asr_name not in (None, "none") else getattr(recognizer, "source", None)) if recognizer else None
     long_audio_s = limits.long_audio_s if limits.long_audio_s is not None else info.audio.get("max_duration_s")
     min_samples = min_audio_samples(info) if info.takes_audio else 1
+    timeline_slots = threading.BoundedSemaphore(limits.max_timelines)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = limits.max_upload_bytes
     app.json.sort_keys = False  # probabilities keep the model's label order
@@ -126,6 +138,13 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
     def _unavailable(error):
         logger.warning("model unavailable: %s", error)
         return _error(503, str(error))
+
+    @app.errorhandler(ServerBusy)
+    def _busy(error):
+        logger.warning("busy: %s", error)
+        response = _error(503, str(error))
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.errorhandler(ModelFailed)
     def _failed(error):
@@ -179,6 +198,7 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
                     "max_upload_mb": round(limits.max_upload_bytes / 2**20, 3),
                     "max_duration_s": limits.max_duration_s,
                     "max_text_chars": limits.max_text_chars,
+                    "max_timelines": limits.max_timelines,
                 },
                 "timeline": {
                     "available": unavailable is None,
@@ -205,7 +225,16 @@ def create_app(model, recognizer=None, limits: Limits | None = None, asr_name: s
     def run_timeline(audio, segment: str | None, timings: dict, start: float) -> tuple[dict, list, dict]:
         """(the timeline's JSON, notes, timings in ms) of decoded audio."""
         options = timeline_options(info, segment, speech_name)
-        timeline = model.timeline(audio.samples, audio.sample_rate, **options)
+        if not timeline_slots.acquire(blocking=False):
+            raise ServerBusy(
+                f"this server is already cutting {limits.max_timelines} long recording(s), as many as it "
+                f"takes at once (--max-timelines); send this one again in {RETRY_AFTER_S} s, or send clips "
+                f"of up to {long_audio_s:g} s, which are answered meanwhile"
+            )
+        try:
+            timeline = model.timeline(audio.samples, audio.sample_rate, **options)
+        finally:
+            timeline_slots.release()
         seconds = dict(timeline.timings)
         timings = {
             "decode": round(timings.get("decode", 0.0) + _ms(seconds.pop("decode", 0.0)), 1),

@@ -48,12 +48,16 @@ class Limits:
     `long_audio_s`: audio longer than this gets the emotion timeline from
     `/api/predict` (when no transcript is sent); None: the model's clip
     length (`max_duration_s` of the export: what it hears at once).
+    `max_timelines`: long recordings cut and scored at once; one more gets
+    HTTP 503 with `Retry-After` (a 10-minute timeline keeps two cores busy
+    for about a minute, and short clips must still be answered meanwhile).
     """
 
     max_upload_bytes: int = int(MAX_UPLOAD_MB * 2**20)
     max_duration_s: float = MAX_DURATION_S
     max_text_chars: int = 2000
     long_audio_s: float | None = None
+    max_timelines: int = 2
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import pytest
 import soundfile
 
 from bimer_tf.app import Limits, SavedModelClient, ServingClient, create_app
+from bimer_tf.app.model_client import ModelFailed
 from bimer_tf.errors import InputError
 
 from conftest import REPO_ROOT, SHARED_CORPORA, TINY_LABELS, TINY_TEXTS, synth_tone
@@ -139,7 +140,7 @@ def test_model_description(client):
     assert info["inputs"] == ["audio_wav", "text"]
     assert info["model_type"] == "bimer"
     assert info["asr"] is None
-    assert info["limits"] == {"max_upload_mb": 1.0, "max_duration_s": 3.0, "max_text_chars": 200}
+    assert info["limits"] == {"max_upload_mb": 1.0, "max_duration_s": 3.0, "max_text_chars": 200, "max_timelines": 2}
 
 
 def test_unknown_path_and_wrong_method_are_json(client):
@@ -851,6 +852,56 @@ def test_long_audio_threshold_is_configurable(speech_model, long_speech):
     assert app.get("/api/model").get_json()["timeline"]["long_audio_s"] == 50.0
     result = post(app, path.read_bytes()).get_json()
     assert "timeline" not in result and "first 6 s" in result["notes"][0]
+
+
+class _GatedTimelines:
+    """A model client whose timelines wait for `gate`; its first one then fails."""
+
+    def __init__(self, model):
+        self.model, self.info, self.source = model, model.info, "gated"
+        self.entered, self.gate, self.calls = threading.Event(), threading.Event(), 0
+
+    def predict(self, audio_wav, text):
+        return self.model.predict(audio_wav, text)
+
+    def timeline(self, samples, sample_rate, **options):
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.gate.wait(60)
+            raise ModelFailed("the model failed: on purpose")
+        return self.model.timeline(samples, sample_rate, **options)
+
+    def health(self):
+        return {"model": "ok"}
+
+
+def test_one_timeline_more_than_max_timelines_is_a_503_and_clips_are_still_answered(speech_model, long_speech):
+    path, _ = long_speech
+    recording = path.read_bytes()
+    model = _GatedTimelines(speech_model)
+    app = create_app(model, None, Limits(max_duration_s=60.0, max_timelines=1), asr_name="none")
+    assert app.test_client().get("/api/model").get_json()["limits"]["max_timelines"] == 1
+    first = {}
+    worker = threading.Thread(
+        target=lambda: first.update(reply=post_timeline(app.test_client(), recording, segment="fixed"))
+    )
+    worker.start()
+    try:
+        assert model.entered.wait(60)
+        for busy in (post_timeline(app.test_client(), recording, segment="fixed"),
+                     post(app.test_client(), recording, segment="fixed")):  # /api/predict's timeline too
+            assert_json_error(busy, 503, "already cutting 1 long recording")
+            assert busy.headers["Retry-After"] == "30"
+        clip = post(app.test_client(), wav_bytes(tone(2.0)))  # a short clip is answered meanwhile
+        assert clip.status_code == 200, clip.get_json()
+    finally:
+        model.gate.set()
+        worker.join(60)
+    assert_json_error(first["reply"], 502, "on purpose")
+    # the slot is free again, after a failure too
+    again = post_timeline(app.test_client(), recording, segment="fixed")
+    assert again.status_code == 200, again.get_json()
 
 
 def test_timeline_bad_input_is_a_4xx_json_error(speech_model, client, long_speech, private_tmp):
