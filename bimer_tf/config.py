@@ -505,45 +505,46 @@ def validate(config: ExperimentConfig) -> None:
             f"model.speech.type={model.speech.type} is an ImageNet network and takes a 3-channel "
             f"image; set audio.channels=3 (got {config.audio.channels})"
         )
-    whisper = model.speech.whisper
-    if uses_speech and model.speech.type == "whisper" and min(whisper.trainable_layers, whisper.layers) < 0:
+    if uses_speech and model.speech.type == "whisper":
+        _validate_whisper(model.speech.whisper, config.audio)
+    if config.model.text.pooling not in ("mean", "cls"):
+        raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
+
+
+def _validate_whisper(whisper: WhisperConfig, audio: AudioConfig) -> None:
+    """The checks of `model.speech.whisper` that its options' combinations need."""
+    if min(whisper.trainable_layers, whisper.layers) < 0:
         raise InputError("model.speech.whisper.layers and model.speech.whisper.trainable_layers must be >= 0")
-    if uses_speech and model.speech.type == "whisper" and whisper.normalize_states and whisper.pooling == "mean_std":
-        raise InputError(
-            "model.speech.whisper.normalize_states needs an attention pooling "
-            "(model.speech.whisper.pooling=attention or attentive_mean_std): "
-            "mean + std statistics of states standardised per utterance are constants"
-        )
-    if uses_speech and model.speech.type == "whisper" and not 0.0 <= whisper.frame_dropout < 1.0:
+    if not 0.0 <= whisper.frame_dropout < 1.0:
         raise InputError(f"model.speech.whisper.frame_dropout must lie in [0, 1), got {whisper.frame_dropout}")
-    if uses_speech and model.speech.type == "whisper" and whisper.frame_dropout and whisper.pooling == "mean_std":
-        raise InputError(
-            "model.speech.whisper.frame_dropout needs an attention pooling "
-            "(model.speech.whisper.pooling=attention or attentive_mean_std), which takes a frame mask"
-        )
-    if uses_speech and model.speech.type == "whisper" and whisper.layer_sum and whisper.trainable_layers:
+    if whisper.pooling == "mean_std":
+        if whisper.normalize_states:
+            raise InputError(
+                "model.speech.whisper.normalize_states needs an attention pooling "
+                "(model.speech.whisper.pooling=attention or attentive_mean_std): "
+                "mean + std statistics of states standardised per utterance are constants"
+            )
+        for option, value in (("frame_dropout", whisper.frame_dropout), ("mask_padding", whisper.mask_padding)):
+            if value:
+                raise InputError(
+                    f"model.speech.whisper.{option} needs an attention pooling "
+                    "(model.speech.whisper.pooling=attention or attentive_mean_std), which takes a frame mask"
+                )
+    if whisper.trainable_layers and whisper.layer_sum:
         raise InputError(
             "model.speech.whisper.layer_sum needs model.speech.whisper.trainable_layers=0: "
             "the weighted sum reads the frozen encoder's cached states"
         )
-    if uses_speech and model.speech.type == "whisper" and whisper.mask_padding:
-        if whisper.pooling == "mean_std":
-            raise InputError(
-                "model.speech.whisper.mask_padding needs an attention pooling "
-                "(model.speech.whisper.pooling=attention or attentive_mean_std), which takes a frame mask"
-            )
-        if whisper.trainable_layers:
-            raise InputError(
-                "model.speech.whisper.mask_padding needs model.speech.whisper.trainable_layers=0: "
-                "fine-tuned layers would mix the zeroed padding states back into the clip's"
-            )
-        if config.audio.pad_mode != "zeros":
-            raise InputError(
-                f"model.speech.whisper.mask_padding needs audio.pad_mode=zeros (got {config.audio.pad_mode}): "
-                "the padding is found as the zeros after the clip"
-            )
-    if config.model.text.pooling not in ("mean", "cls"):
-        raise InputError(f"model.text.pooling must be 'mean' or 'cls', got '{config.model.text.pooling}'")
+    if whisper.trainable_layers and whisper.mask_padding:
+        raise InputError(
+            "model.speech.whisper.mask_padding needs model.speech.whisper.trainable_layers=0: "
+            "fine-tuned layers would mix the zeroed padding states back into the clip's"
+        )
+    if whisper.mask_padding and audio.pad_mode != "zeros":
+        raise InputError(
+            f"model.speech.whisper.mask_padding needs audio.pad_mode=zeros (got {audio.pad_mode}): "
+            "the padding is found as the zeros after the clip"
+        )
 
 
 def to_dict(config) -> dict:
