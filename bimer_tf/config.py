@@ -14,6 +14,7 @@ to the run directory. The flat `model.speech` keys of earlier releases
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -278,6 +279,24 @@ class TrainerConfig:
     # of all training steps, then cosine decay to 0 (for fine-tuning BERT).
     lr_schedule: str = "constant"
     warmup_ratio: float = 0.1
+    # Glob pattern over variable paths -> factor on the learning rate, e.g.
+    # {"transformer_encoder_layer_*": 0.1} to fine-tune a pretrained layer
+    # slowly (bimer_tf/training/optimizer.py).
+    learning_rate_multipliers: dict[str, float] = field(default_factory=dict)
+
+
+def check_learning_rate_multipliers(multipliers: dict) -> None:
+    """String patterns, finite positive factors."""
+    for pattern, factor in multipliers.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise InputError(
+                f"trainer.learning_rate_multipliers: a key must be a variable path pattern, got {pattern!r}"
+            )
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+            raise InputError(
+                f"trainer.learning_rate_multipliers['{pattern}'] must be a positive number, got {factor!r} "
+                "(to freeze variables, make their layer non-trainable instead)"
+            )
 
 
 def validate_trainer(trainer: TrainerConfig) -> None:
@@ -291,6 +310,7 @@ def validate_trainer(trainer: TrainerConfig) -> None:
         )
     if not 0.0 <= trainer.warmup_ratio < 1.0:
         raise InputError(f"trainer.warmup_ratio must lie in [0, 1), got {trainer.warmup_ratio}")
+    check_learning_rate_multipliers(trainer.learning_rate_multipliers)
 
 
 @dataclass
@@ -361,6 +381,10 @@ def _coerce(value, hint, key_path):
     if origin in (typing.Union, types.UnionType):
         hint = next(a for a in args if a is not type(None))
         return _coerce(value, hint, key_path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"config key '{key_path}' expects a mapping, got {value!r}")
+        return {k: _coerce(v, args[1], f"{key_path}.{k}") for k, v in value.items()} if args else value
     if origin is list:
         if not isinstance(value, list):
             raise InputError(f"config key '{key_path}' expects a list, got {value!r}")

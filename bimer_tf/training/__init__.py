@@ -8,6 +8,7 @@ select the best epoch on validation UA, evaluate on the held-out split.
     run_dir.py    the run directory's layout and saved state (no TensorFlow)
     run_data.py   RunData: the manifest rows of each split of a fold
     initialization.py  model.init: branches copied from finished runs
+    optimizer.py  Adam/AdamW, the learning-rate schedule and per-variable rate factors
     run.py        `train`
 
 The names below load their module (and TensorFlow) on first use, so tools
@@ -26,7 +27,7 @@ _EXPORTS = {
     "RunData": "run_data",
     "resolve_data": "run_data",
     "UnweightedAccuracy": "metrics",
-    "make_optimizer": "run",
+    "make_optimizer": "optimizer",
     "train": "run",
     "is_chief": "strategy",
     "make_strategy": "strategy",

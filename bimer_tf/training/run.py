@@ -50,6 +50,7 @@ from bimer_tf.training.callbacks import (
 )
 from bimer_tf.training.run_data import resolve_data
 from bimer_tf.training.metrics import UnweightedAccuracy
+from bimer_tf.training.optimizer import make_optimizer
 from bimer_tf.training.resume import EpochCheckpoint, trim_event_files
 from bimer_tf.training.run_dir import (
     BACKUP_DIR,
@@ -338,29 +339,3 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     )
     print(f"run directory: {run_dir}")
     return run_dir
-
-
-def learning_rate(config: ExperimentConfig, steps_per_epoch: int):
-    """`trainer.learning_rate`, or its warmup + cosine decay schedule over all steps."""
-    t = config.trainer
-    if t.lr_schedule == "constant":
-        return t.learning_rate
-    total = t.epochs * steps_per_epoch
-    warmup = int(round(t.warmup_ratio * total))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=max(1, total - warmup),
-        alpha=0.0,
-        warmup_target=t.learning_rate,
-        warmup_steps=warmup,
-    )
-
-
-def make_optimizer(config: ExperimentConfig, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
-    t = config.trainer
-    rate = learning_rate(config, steps_per_epoch)
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=t.weight_decay)
-    if t.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=rate)
-    raise InputError(f"unknown trainer.optimizer '{t.optimizer}'; choose adamw or adam")

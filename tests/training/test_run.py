@@ -122,7 +122,7 @@ def test_balanced_class_weights():
 
 def test_warmup_cosine_schedule():
     from bimer_tf.config import load_config
-    from bimer_tf.training.run import learning_rate
+    from bimer_tf.training.optimizer import learning_rate
 
     config = load_config(
         overrides=["trainer.lr_schedule=warmup_cosine", "trainer.warmup_ratio=0.25", "trainer.epochs=2",
