@@ -110,6 +110,8 @@ class _ScaledRates:
         # The decay reads `self.learning_rate`; run it once per factor with that
         # rate scaled (Python-level, at trace time), so each group decays at its
         # own rate through the optimizer's own (distribution-aware) code.
+        if self.weight_decay is None:
+            return
         groups: dict[float, list] = {}
         for variable in variables:
             groups.setdefault(self._factor(variable), []).append(variable)
