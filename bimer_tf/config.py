@@ -180,6 +180,12 @@ class WhisperConfig:
     # Top encoder layers fine-tuned; the frozen rest runs in the input
     # pipeline (cached with data.cache) and in the serving graph.
     trainable_layers: int = 0
+    # In training, replace about this share of the frames entering the
+    # fine-tuned layers with a learned vector, in spans of time_mask_span
+    # frames (SpecAugment time masking of cached states, as wav2vec 2.0
+    # fine-tunes). Needs trainable_layers >= 1.
+    time_mask_rate: float = 0.0
+    time_mask_span: int = 10
     # Read out a learned weighted sum of every hidden state (the embedding and
     # each layer in use, each standardised per frame) instead of the last
     # layer in use alone; the cache then holds all of them. Needs
@@ -541,6 +547,15 @@ def _validate_whisper(whisper: WhisperConfig, audio: AudioConfig) -> None:
         raise InputError("model.speech.whisper.layers and model.speech.whisper.trainable_layers must be >= 0")
     if not 0.0 <= whisper.frame_dropout < 1.0:
         raise InputError(f"model.speech.whisper.frame_dropout must lie in [0, 1), got {whisper.frame_dropout}")
+    if not 0.0 <= whisper.time_mask_rate < 1.0:
+        raise InputError(f"model.speech.whisper.time_mask_rate must lie in [0, 1), got {whisper.time_mask_rate}")
+    if whisper.time_mask_span < 1:
+        raise InputError(f"model.speech.whisper.time_mask_span must be >= 1, got {whisper.time_mask_span}")
+    if whisper.time_mask_rate and not whisper.trainable_layers:
+        raise InputError(
+            "model.speech.whisper.time_mask_rate needs model.speech.whisper.trainable_layers >= 1: "
+            "it masks the fine-tuned layers' input (frozen states: use frame_dropout)"
+        )
     if whisper.pooling == "mean_std":
         if whisper.normalize_states:
             raise InputError(

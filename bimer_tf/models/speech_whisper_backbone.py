@@ -112,6 +112,63 @@ class RandomFrameMask(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="bimer_tf")
+class TimeSpanMask(keras.layers.Layer):
+    """In training, replaces random spans of `[batch, time, dim]` frames with a learned vector.
+
+    SpecAugment's time masking for encoder states, as wav2vec 2.0 fine-tunes
+    its transformer: each frame starts a span of `span` masked frames with
+    probability `rate / span` (so about `rate` of the frames are masked,
+    less where spans overlap), and a masked frame's state is replaced by
+    `mask_embedding`, a vector learned with the model, rather than zeros,
+    which the layers after it would read as a real state. Outside training
+    the input passes unchanged, so a served model does not pay for it.
+
+    Args:
+        rate: float in [0, 1). Expected share of frames inside a span.
+        span: int >= 1. Frames per span (10 frames of Whisper's encoder:
+            0.2 s).
+        seed: optional int, for reproducible masks.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`.
+    """
+
+    def __init__(self, rate, span=10, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"rate must lie in [0, 1), got {rate}")
+        if not isinstance(span, int) or span < 1:
+            raise ValueError(f"span must be an integer >= 1, got {span!r}")
+        self.rate = rate
+        self.span = span
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        self.mask_embedding = self.add_weight(
+            shape=(input_shape[-1],), initializer="random_uniform", name="mask_embedding"
+        )
+
+    def masked_frames(self, inputs):
+        """A fresh `[batch, time]` bool mask of the frames inside a span."""
+        shape = ops.shape(inputs)[:2]
+        starts = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) < self.rate / self.span, "int32")
+        started = ops.cumsum(starts, axis=1)  # spans started at or before each frame
+        started_before = ops.pad(started, [[0, 0], [self.span, 0]])[:, : shape[1]]
+        return started - started_before > 0  # a span started within the last `span` frames
+
+    def call(self, inputs, training=False):
+        if not training or not self.rate:
+            return inputs
+        masked = self.masked_frames(inputs)[:, :, None]
+        return ops.where(masked, ops.cast(self.mask_embedding, inputs.dtype), inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "span": self.span, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="bimer_tf")
 class SpeechWhisperBackbone(keras_hub.models.Backbone):
     """Whisper encoder states -> (fine-tuned top layers) -> pooled utterance feature.
 
@@ -119,8 +176,9 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
     lower part runs in the speech front end (`bimer_tf.pipeline.frontend.
     WhisperFrontend`: in `tf.data`, where its output is cached, and in the
     serving graph), and this backbone holds what is trained: the top
-    `top_encoder` layers (none by default) or a learned weighted sum of all
-    the lower encoder's hidden states, optionally a per-utterance
+    `top_encoder` layers (none by default; in training their input states
+    can be time-masked) or a learned weighted sum of all the lower
+    encoder's hidden states, optionally a per-utterance
     standardisation of the states over time, then attention pooling (or mean
     + std statistics, or both: attentive statistics; optionally only over
     the clip's own frames, not its zero padding, and in training over a
@@ -137,6 +195,12 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             hidden_dim]` to the same shape: the encoder layers that are
             fine-tuned, with the encoder's final layer norm. `None` when the
             whole encoder is frozen.
+        time_mask_rate: float. In training, about this share of the frames
+            entering `top_encoder` is replaced by a learned vector, in spans
+            of `time_mask_span` frames (`TimeSpanMask`): SpecAugment's time
+            masking where the states below come from a cache. Needs
+            `top_encoder`. Defaults to `0.0`.
+        time_mask_span: int. Frames per masked span. Defaults to `10`.
         num_states: int. When > 0, the input holds that many stacked hidden
             states (the embedding and each layer in use), read out by a
             learned weighted sum (`WeightedLayerSum`); needs `top_encoder`
@@ -175,6 +239,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         self,
         hidden_dim,
         top_encoder=None,
+        time_mask_rate=0.0,
+        time_mask_span=10,
         num_states=0,
         pooling="attention",
         normalize_states=False,
@@ -195,6 +261,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             raise ValueError("mask_padding needs top_encoder=None: fine-tuned layers fill the zeroed frames")
         if frame_dropout and pooling == "mean_std":
             raise ValueError("frame_dropout needs an attention pooling, which takes a frame mask")
+        if time_mask_rate and top_encoder is None:
+            raise ValueError("time_mask_rate needs top_encoder: the masked states are the trained layers' input")
         if num_states and top_encoder is not None:
             raise ValueError("num_states needs top_encoder=None: the stacked states come from a frozen encoder")
         if normalize_states and pooling == "mean_std":
@@ -205,6 +273,11 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
 
         # === Layers ===
         self.top_encoder = top_encoder
+        self.time_mask = (
+            TimeSpanMask(time_mask_rate, time_mask_span, dtype=dtype, name="time_span_mask")
+            if time_mask_rate
+            else None
+        )
         self.layer_sum = WeightedLayerSum(dtype=dtype, name="weighted_layer_sum") if num_states else None
         self.padding_frames = PaddingFrames(dtype=dtype, name="padding_frames") if mask_padding else None
         self.frame_mask = RandomFrameMask(frame_dropout, dtype=dtype, name="frame_mask") if frame_dropout else None
@@ -233,7 +306,7 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         state_shape = (None, num_states, hidden_dim) if num_states else (None, hidden_dim)
         states = keras.Input(shape=state_shape, name="whisper_features")
         if top_encoder is not None:
-            sequence_output = top_encoder(states)
+            sequence_output = top_encoder(self.time_mask(states) if self.time_mask is not None else states)
         elif self.layer_sum is not None:
             sequence_output = self.layer_sum(states)
         else:
@@ -258,6 +331,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
 
         # === Config ===
         self.hidden_dim = hidden_dim
+        self.time_mask_rate = time_mask_rate
+        self.time_mask_span = time_mask_span
         self.num_states = num_states
         self.pooling = pooling
         self.normalize_states = normalize_states
@@ -278,6 +353,8 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
                     if self.top_encoder is None
                     else keras.saving.serialize_keras_object(self.top_encoder)
                 ),
+                "time_mask_rate": self.time_mask_rate,
+                "time_mask_span": self.time_mask_span,
                 "num_states": self.num_states,
                 "pooling": self.pooling,
                 "normalize_states": self.normalize_states,

@@ -539,6 +539,62 @@ def test_whisper_frame_dropout_masks_frames_out_of_the_pooling_in_training_only(
     _train_one_step(backbone, states)
 
 
+def _runs(row):
+    """(start, length) of each run of True in a 1-D bool array."""
+    edges = np.diff(np.concatenate([[0], row.astype(int), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return list(zip(starts, ends - starts))
+
+
+def test_time_span_mask_replaces_spans_with_a_learned_vector_in_training_only(tmp_path):
+    from bimer_tf.models.speech_whisper_backbone import TimeSpanMask
+
+    states = np.random.default_rng(0).normal(size=(16, 300, 6)).astype("float32") + 3.0
+    layer = TimeSpanMask(0.3, span=5, seed=1)
+    masked = np.asarray(layer(states, training=True))
+    replaced = np.all(masked != states, axis=-1)
+    kept = np.all(masked == states, axis=-1)
+    assert np.all(replaced | kept)  # a frame is either whole or replaced
+    np.testing.assert_allclose(masked[replaced], np.broadcast_to(layer.mask_embedding, masked[replaced].shape))
+    # about `rate` of the frames (1 - e^-0.3 with overlaps), in spans of at least 5 frames
+    assert 0.18 < replaced.mean() < 0.34
+    for row in replaced:
+        assert all(length >= 5 for start, length in _runs(row) if start + length < row.size)
+    np.testing.assert_array_equal(layer.masked_frames(states).shape, (16, 300))
+    assert not np.array_equal(np.asarray(layer(states, training=True)), masked)  # new spans per call
+    np.testing.assert_array_equal(np.asarray(layer(states, training=False)), states)
+    np.testing.assert_array_equal(np.asarray(TimeSpanMask(0.0)(states, training=True)), states)
+    # clips shorter than a span
+    assert np.asarray(TimeSpanMask(0.9, span=10, seed=2)(states[:, :3], training=True)).shape == (16, 3, 6)
+    restored = TimeSpanMask.from_config(layer.get_config())
+    assert (restored.rate, restored.span) == (0.3, 5)
+    for bad, message in (({"rate": 1.0}, "rate must lie in"), ({"rate": 0.1, "span": 0}, "span must be")):
+        with pytest.raises(ValueError, match=message):
+            TimeSpanMask(**bad)
+
+
+def test_whisper_time_masking_needs_trained_layers():
+    with pytest.raises(ValueError, match="time_mask_rate needs top_encoder"):
+        SpeechWhisperBackbone(6, time_mask_rate=0.1)
+    config = ExperimentConfig()
+    config.model.type = "ser"
+    config.model.speech.type = "whisper"
+    whisper = config.model.speech.whisper
+    whisper.time_mask_rate = 0.1
+    with pytest.raises(InputError, match="time_mask_rate needs model.speech.whisper.trainable_layers >= 1"):
+        validate(config)
+    whisper.trainable_layers = 1
+    validate(config)
+    for field, value, message in (
+        ("time_mask_rate", 1.0, "time_mask_rate must lie in"),
+        ("time_mask_span", 0, "time_mask_span must be >= 1"),
+    ):
+        bad = dataclasses.replace(whisper, **{field: value})
+        config.model.speech.whisper = bad
+        with pytest.raises(InputError, match=message):
+            validate(config)
+
+
 def test_whisper_frame_dropout_rate_is_checked():
     config = ExperimentConfig()
     config.model.type = "ser"

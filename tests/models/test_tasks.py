@@ -169,6 +169,34 @@ def test_whisper_backbone_with_a_fine_tuned_top_layer(whisper_tiny_parts, poolin
     assert any(not np.array_equal(a, b) for a, b in zip(before, top.trainable_weights))
 
 
+def test_whisper_top_layer_with_time_masked_input(whisper_tiny_parts, tmp_path):
+    _, (bottom, top) = whisper_tiny_parts
+    config = tiny_config("ser", "minilm-offline")
+    config.model.speech.type = "whisper"
+    whisper = config.model.speech.whisper
+    whisper.source, whisper.trainable_layers, whisper.pooling = "whisper-tiny-offline", 1, "attentive_mean_std"
+    whisper.time_mask_rate, whisper.time_mask_span = 0.5, 4
+    model = build_model(config)
+    backbone = model.speech_backbone
+    assert backbone.time_mask.rate == 0.5 and backbone.time_mask.span == 4
+    states = bottom(np.random.default_rng(4).random((4, 100, 80), dtype="float32")).numpy()
+    top_encoder = backbone.top_encoder
+    # inference reads the states as they are; training replaces spans of them
+    np.testing.assert_allclose(
+        backbone(states, training=False)["sequence_output"], top_encoder(states), atol=1e-5
+    )
+    assert not np.allclose(backbone(states, training=True)["sequence_output"], top_encoder(states), atol=1e-3)
+    inputs = {"whisper_features": states}
+    probabilities = model.predict(inputs, verbose=0)
+    restored = round_trip(model, tmp_path)
+    assert restored.speech_backbone.time_mask_rate == 0.5
+    np.testing.assert_allclose(restored.predict(inputs, verbose=0), probabilities, atol=1e-5)
+    # the mask vector trains with the model
+    before = np.array(backbone.time_mask.mask_embedding)
+    assert np.isfinite(train_one_step(model, inputs))
+    assert not np.array_equal(before, np.array(backbone.time_mask.mask_embedding))
+
+
 def test_whisper_middle_layer_and_normalized_pooling(whisper_tiny_parts, tmp_path):
     from bimer_tf.pretrained.whisper_encoder import split_whisper_encoder
 
