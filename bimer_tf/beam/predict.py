@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     where = f"{beam['runner']}, {beam['direct_num_workers']} workers" if "direct_num_workers" in beam else beam["runner"]
     print(
         f"{summary['seen']} inputs: {summary['predicted']} predicted, {summary['skipped']} skipped; "
-        f"wrote {', '.join(summary['outputs'])} ({summary['seconds']:.1f} s on {where})",
+        f"wrote {', '.join(summary['outputs'])} ({summary['seconds']:.1f} s on {where}; "
+        f"the inputs listed in {summary['inputs_file']})",
         file=sys.stderr,
     )
     if summary["seen"] and not summary["predicted"]:

@@ -18,6 +18,12 @@ it in the process and shares it between the process's threads); with
 worker processes (`share_model_across_processes`): for models too large
 for a copy per process, or one accelerator per machine.
 
+Inputs: the driver lists and checks them as the batch mode does, writes
+them to `PREFIX.inputs.jsonl` (one entry per line) and the pipeline reads
+that file, so the job graph holds a path, not the list: a `beam.Create` of
+millions of paths would pass a cluster runner's job size limit (Dataflow:
+10 MB). The file is kept as the run's record of what it was asked.
+
 Rows: `input` (the path, or the manifest id), `label`, `probabilities`
 ({label: p}, rounded to 6 digits) and `error`, as JSON Lines in
 `PREFIX-NNNNN-of-MMMMM.jsonl`; their order is not the input's.
@@ -25,6 +31,7 @@ Rows: `input` (the path, or the manifest id), `label`, `probabilities`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import tempfile
@@ -52,6 +59,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.runners.runner import PipelineState  # noqa: E402
 
 OUTPUT_SUFFIX = ".jsonl"
+INPUTS_SUFFIX = ".inputs.jsonl"  # PREFIX.inputs.jsonl: not matched by PREFIX-*-of-*.jsonl
 
 
 # === The export on a worker ===
@@ -238,6 +246,19 @@ def output_prefix(output: str) -> str:
     return prefix
 
 
+def write_entries(entries: list[Entry], prefix: str) -> str:
+    """The entries as JSON Lines in PREFIX.inputs.jsonl, for the pipeline to read; returns its path."""
+    path = prefix + INPUTS_SUFFIX
+    # ASCII: a transcript may hold a lone surrogate; its row fails in prediction, not the file.
+    lines = "".join(json.dumps(dataclasses.asdict(entry)) + "\n" for entry in entries)
+    files.write_bytes(path, lines.encode("ascii"))
+    return path
+
+
+def read_entry(line: str) -> Entry:
+    return Entry(**json.loads(line))
+
+
 def output_files(prefix: str) -> list[str]:
     return files.match(f"{prefix}-*-of-*{OUTPUT_SUFFIX}")
 
@@ -249,10 +270,11 @@ def failed_batch_rows(failure) -> list[str]:
     return [json.dumps(prediction_row(entry.input, BatchResult(0, None, reason)), ensure_ascii=False) for entry in batch]
 
 
-def build_pipeline(pipeline, entries: list[Entry], handler: RecognizerModelHandler, prefix: str):
+def build_pipeline(pipeline, inputs_file: str, handler: RecognizerModelHandler, prefix: str):
     main, other = (
         pipeline
-        | "Inputs" >> beam.Create(entries)
+        | "Inputs" >> beam.io.ReadFromText(inputs_file)
+        | "Entries" >> beam.Map(read_entry)
         | "Spread" >> beam.Reshuffle()
         | "Predict" >> RunInference(handler).with_exception_handling()
     )
@@ -293,8 +315,9 @@ def predict_with_beam(
         )
     if not files.is_remote(prefix):
         Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    inputs_file = write_entries(entries, prefix)
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, entries, handler, prefix)
+    build_pipeline(pipeline, inputs_file, handler, prefix)
     state = pipeline.run().wait_until_finish()
     if state not in (PipelineState.DONE, None):
         raise RuntimeError(f"the Beam pipeline ended in state {state}")
@@ -309,6 +332,7 @@ def predict_with_beam(
         "skipped": len(errors),
         "examples": [(row["input"], row["error"]) for row in sorted(errors, key=lambda r: r["input"])[:5]],
         "outputs": written,
+        "inputs_file": inputs_file,
         "beam": describe(options),
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -74,6 +74,29 @@ def test_predictions_equal_the_batch_mode_on_a_manifest(tiny_export, tiny_corpus
     assert errors == {"bad_corrupt", "bad_text"}
     assert all(list(row) == ["input", "label", "probabilities", "error"] for row in beam_rows.values())
     assert "35 inputs: 33 predicted, 2 skipped" in capsys.readouterr().err
+    # the pipeline read its inputs from the file the driver wrote beside the outputs
+    listed = [json.loads(line) for line in (tmp_path / "beam.inputs.jsonl").read_text().splitlines()]
+    assert sorted(row["input"] for row in listed) == sorted(beam_rows)
+
+
+def test_the_job_holds_the_inputs_file_not_the_inputs(tiny_export, tmp_path):
+    """A cluster runner gets a job of the same size for 3 inputs or 30,000 (Dataflow caps a job at 10 MB)."""
+    import apache_beam as beam
+
+    from bimer_tf.beam.prediction import RecognizerModelHandler, build_pipeline, read_entry, write_entries
+    from bimer_tf.inference.predict import Entry
+
+    handler = RecognizerModelHandler(str(tiny_export))
+    sizes = []
+    for count in (3, 30000):
+        entries = [Entry(f"clip{i:05d}", audio=f"gs://bucket/calls/clip{i:05d}.wav", text="ünïcode \ud800") for i in range(count)]
+        prefix = str(tmp_path / f"out{count}")
+        inputs_file = write_entries(entries, prefix)
+        assert [read_entry(line) for line in open(inputs_file, encoding="ascii")] == entries
+        pipeline = beam.Pipeline()
+        build_pipeline(pipeline, inputs_file, handler, prefix)
+        sizes.append(pipeline.to_runner_api().ByteSize())
+    assert abs(sizes[1] - sizes[0]) < 100  # only the file names differ
 
 
 def test_inputs_glob_with_transcripts_and_bad_files(tiny_export, tmp_path):
