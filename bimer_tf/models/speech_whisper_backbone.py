@@ -195,12 +195,6 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             hidden_dim]` to the same shape: the encoder layers that are
             fine-tuned, with the encoder's final layer norm. `None` when the
             whole encoder is frozen.
-        time_mask_rate: float. In training, about this share of the frames
-            entering `top_encoder` is replaced by a learned vector, in spans
-            of `time_mask_span` frames (`TimeSpanMask`): SpecAugment's time
-            masking where the states below come from a cache. Needs
-            `top_encoder`. Defaults to `0.0`.
-        time_mask_span: int. Frames per masked span. Defaults to `10`.
         num_states: int. When > 0, the input holds that many stacked hidden
             states (the embedding and each layer in use), read out by a
             learned weighted sum (`WeightedLayerSum`); needs `top_encoder`
@@ -222,6 +216,12 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
             attention pooling in training (`RandomFrameMask`): time masking
             of the states, new each epoch even when they come from a cache.
             Needs an attention pooling. Defaults to `0.0`.
+        time_mask_rate: float. In training, about this share of the frames
+            entering `top_encoder` is replaced by a learned vector, in spans
+            of `time_mask_span` frames (`TimeSpanMask`): SpecAugment's time
+            masking where the states below come from a cache. Needs
+            `top_encoder`. Defaults to `0.0`.
+        time_mask_span: int. Frames per masked span. Defaults to `10`.
         normalize_pooled: bool. Batch-normalise the pooled vector, which
             puts the encoder's very unequal feature scales on one footing (a
             linear probe's standard scaler, learned). Defaults to `False`.
@@ -239,13 +239,13 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         self,
         hidden_dim,
         top_encoder=None,
-        time_mask_rate=0.0,
-        time_mask_span=10,
         num_states=0,
         pooling="attention",
         normalize_states=False,
         mask_padding=False,
         frame_dropout=0.0,
+        time_mask_rate=0.0,
+        time_mask_span=10,
         normalize_pooled=False,
         attention_units=128,
         dropout=0.1,
