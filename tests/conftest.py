@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -227,6 +228,46 @@ def one_modality_export(folder, input_name):
     metadata = {"labels": FAKE_LABELS, "inputs": [input_name], "config": {}}
     (folder / "assets.extra" / "bimer_tf.json").write_text(json.dumps(metadata))
     return folder
+
+
+# --- `python -m bimer_tf.predict` ---------------------------------------------
+
+# What TensorFlow's shared libraries print while they load, before any
+# setting can reach their logging (see bimer_tf/cli.py); not ours to test.
+STARTUP_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} )")
+
+
+def predict_cli(*args) -> subprocess.CompletedProcess:
+    """The command in a new process, as a user runs it (its stderr without
+    TensorFlow's start-up lines). About 8 s each: for what only a real process
+    shows; `predict_here` for the rest."""
+    # The CLI chooses the log level (this conftest sets one for the test process).
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bimer_tf.predict", *map(str, args)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )
+    done.stderr = "".join(line for line in done.stderr.splitlines(keepends=True) if not STARTUP_LINE.match(line))
+    return done
+
+
+def predict_here(*args) -> subprocess.CompletedProcess:
+    """The command in this process, through the entry point's own `run_main`:
+    its exit code and what it prints, usage errors included."""
+    import contextlib
+    import io
+
+    from bimer_tf.cli import run_main
+    from bimer_tf.inference.predict import main
+
+    argv = [str(arg) for arg in args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = run_main(main, argv)
+        except SystemExit as exit:  # argparse's usage errors
+            code = exit.code
+    return subprocess.CompletedProcess(["bimer_tf.predict", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 # --- multi-worker training: real processes on 127.0.0.1 ----------------------

@@ -1,33 +1,18 @@
-"""`python -m bimer_tf.predict`: a good request, and every kind of bad input."""
+"""`python -m bimer_tf.predict`: a good request, and every kind of bad input.
+
+Most cases run the command in this process (`predict_here`); a good request,
+a bad file and an error raised in the graph also run as a user runs them, in
+a new process, where nothing else may reach stderr.
+"""
 
 import json
-import os
-import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 
-from conftest import FAKE_LABELS, REPO_ROOT, TINY_LABELS, TINY_TEXTS, one_modality_export, synth_tone
-
-
-# What TensorFlow's shared libraries print while they load, before any
-# setting can reach their logging (see bimer_tf/quiet.py); not ours to test.
-STARTUP_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} )")
-
-
-def predict_cli(*args):
-    # As a user runs it: the CLI chooses the log level (conftest sets one for this process).
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bimer_tf.predict", *map(str, args)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
-    )
-    lines = done.stderr.splitlines(keepends=True)
-    done.stderr = "".join(line for line in lines if not STARTUP_LINE.match(line))
-    return done
+from conftest import FAKE_LABELS, TINY_LABELS, TINY_TEXTS, one_modality_export, predict_cli, predict_here, synth_tone
 
 
 @pytest.fixture
@@ -48,7 +33,7 @@ def test_prints_label_and_probabilities(tiny_export, good_wav):
 def test_stereo_is_averaged_and_long_audio_is_cropped_with_a_note(tiny_export, write_wav):
     tone = synth_tone(2.5, freq=250.0)
     path = write_wav("long_stereo.wav", np.stack([tone, 0.5 * tone], axis=1))
-    done = predict_cli("--saved-model", tiny_export, "--audio", path, "--text", TINY_TEXTS["sad"])
+    done = predict_here("--saved-model", tiny_export, "--audio", path, "--text", TINY_TEXTS["sad"])
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "first 1 s" in result["note"]
@@ -98,11 +83,20 @@ def _bad_audio(tmp_path, kind):
 )
 def test_bad_audio_exits_2_with_the_reason(tiny_export, tmp_path, kind, message):
     path = _bad_audio(tmp_path, kind)
-    done = predict_cli("--saved-model", tiny_export, "--audio", path, "--text", "hello")
+    done = predict_here("--saved-model", tiny_export, "--audio", path, "--text", "hello")
     assert done.returncode == 2
     assert message in done.stderr
     assert str(path) in done.stderr
     assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_bad_file_is_one_line_from_a_new_process(tiny_export, tmp_path):
+    path = _bad_audio(tmp_path, "truncated")
+    done = predict_cli("--saved-model", tiny_export, "--audio", path, "--text", "hello")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: ") and str(path) in done.stderr and "is cut short" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
@@ -111,13 +105,13 @@ def test_any_audio_format_is_decoded_and_resampled(tiny_export, tmp_path, good_w
     16 kHz 16-bit WAV gives what the WAV gives. `--model`, the old name, still works."""
     from imageio_ffmpeg import get_ffmpeg_exe
 
-    reference = predict_cli("--saved-model", tiny_export, "--audio", good_wav, "--text", "hello")
+    reference = predict_here("--saved-model", tiny_export, "--audio", good_wav, "--text", "hello")
     assert reference.returncode == 0, reference.stderr
     reference = json.loads(reference.stdout)
     mp3 = tmp_path / "good.mp3"
     subprocess.run([get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(good_wav), str(mp3)], check=True)
     for path in (_bad_audio(tmp_path, "PCM_24"), _bad_audio(tmp_path, "44k"), mp3):
-        done = predict_cli("--model", tiny_export, "--audio", path, "--text", "hello")
+        done = predict_here("--model", tiny_export, "--audio", path, "--text", "hello")
         assert done.returncode == 0, done.stderr
         assert done.stderr.strip() == "note: --model is now --saved-model (the old name goes in the next release)"
         result = json.loads(done.stdout)
@@ -130,16 +124,16 @@ def test_any_audio_format_is_decoded_and_resampled(tiny_export, tmp_path, good_w
 
 
 def test_bad_text_exits_2(tiny_export, good_wav, tmp_path):
-    done = predict_cli("--saved-model", tiny_export, "--audio", good_wav, "--text", "   ")
+    done = predict_here("--saved-model", tiny_export, "--audio", good_wav, "--text", "   ")
     assert done.returncode == 2 and "transcript is empty" in done.stderr
-    done = predict_cli("--saved-model", tiny_export, "--audio", good_wav)
+    done = predict_here("--saved-model", tiny_export, "--audio", good_wav)
     assert done.returncode == 2 and 'no transcript: pass --text "..." or --text-file FILE' in done.stderr
     assert "takes audio_wav and text" in done.stderr
-    done = predict_cli("--saved-model", tiny_export, "--text", "hello")
+    done = predict_here("--saved-model", tiny_export, "--text", "hello")
     assert done.returncode == 2 and "no audio: pass --audio FILE.wav" in done.stderr
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("très fâché".encode("latin-1"))
-    done = predict_cli("--saved-model", tiny_export, "--audio", good_wav, "--text-file", latin1)
+    done = predict_here("--saved-model", tiny_export, "--audio", good_wav, "--text-file", latin1)
     assert done.returncode == 2 and "is not UTF-8" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -147,12 +141,12 @@ def test_bad_text_exits_2(tiny_export, good_wav, tmp_path):
 def test_text_file_in_utf8_works(tiny_export, good_wav, tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("Ça va très bien, merci !", encoding="utf-8")
-    done = predict_cli("--saved-model", tiny_export, "--audio", good_wav, "--text-file", text)
+    done = predict_here("--saved-model", tiny_export, "--audio", good_wav, "--text-file", text)
     assert done.returncode == 0, done.stderr
 
 
 def test_wrong_model_folder_exits_2(tmp_path, good_wav):
-    done = predict_cli("--saved-model", tmp_path, "--audio", good_wav, "--text", "hi")
+    done = predict_here("--saved-model", tmp_path, "--audio", good_wav, "--text", "hi")
     assert done.returncode == 2 and "not a SavedModel version folder" in done.stderr
 
 
@@ -169,31 +163,31 @@ def speech_only_export(tmp_path_factory):
 
 
 def test_text_only_model_needs_no_audio(text_only_export, good_wav):
-    done = predict_cli("--saved-model", text_only_export, "--text", "what a great day")
+    done = predict_here("--saved-model", text_only_export, "--text", "what a great day")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert list(result["probabilities"]) == FAKE_LABELS and result["label"] == "happy"
     assert "note" not in done.stderr
     # audio it does not take: used for nothing, said so in one line
-    done = predict_cli("--saved-model", text_only_export, "--text", "what a great day", "--audio", good_wav)
+    done = predict_here("--saved-model", text_only_export, "--text", "what a great day", "--audio", good_wav)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == f"note: {text_only_export} takes only text; --audio is not used"
-    done = predict_cli("--saved-model", text_only_export, "--audio", good_wav)
+    done = predict_here("--saved-model", text_only_export, "--audio", good_wav)
     assert done.returncode == 2 and "no transcript" in done.stderr and "takes text)" in done.stderr
 
 
 def test_speech_only_model_needs_no_text(speech_only_export, good_wav):
-    done = predict_cli("--saved-model", speech_only_export, "--audio", good_wav)
+    done = predict_here("--saved-model", speech_only_export, "--audio", good_wav)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["label"] in FAKE_LABELS
-    done = predict_cli("--saved-model", speech_only_export, "--audio", good_wav, "--text", "hello")
+    done = predict_here("--saved-model", speech_only_export, "--audio", good_wav, "--text", "hello")
     assert done.returncode == 0 and "--text is not used" in done.stderr
-    done = predict_cli("--saved-model", speech_only_export, "--text", "hello")
+    done = predict_here("--saved-model", speech_only_export, "--text", "hello")
     assert done.returncode == 2 and "no audio: pass --audio FILE.wav" in done.stderr
 
 
 def test_no_input_at_all_is_a_usage_error(text_only_export):
-    done = predict_cli("--saved-model", text_only_export)
+    done = predict_here("--saved-model", text_only_export)
     assert done.returncode == 2 and "--audio FILE and/or --text" in done.stderr
 
 

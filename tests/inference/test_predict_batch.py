@@ -3,29 +3,15 @@
 import csv
 import json
 import os
-import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO_ROOT, TINY_LABELS, TINY_TEXTS, synth_tone
-from conftest import FAKE_LABELS, one_modality_export
+from conftest import FAKE_LABELS, TINY_LABELS, TINY_TEXTS, one_modality_export, predict_cli, synth_tone
 
 ROW_FIELDS = ["input", "label", "probabilities", "error"]
-STARTUP_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} )")
-
-
-def predict_cli(*args):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bimer_tf.predict", *map(str, args)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
-    )
-    done.stderr = "".join(line for line in done.stderr.splitlines(keepends=True) if not STARTUP_LINE.match(line))
-    return done
 
 
 def run(*args) -> int:
