@@ -8,7 +8,10 @@ Writes export/bimer/<N>/ (SavedModel, signature `serving_default`: inputs
 the Keras model within 1e-4. Serve it with
 `--model_base_path=$PWD/export/bimer` (the folder holding the versions).
 With `--xla` the model part of the graph is XLA-compiled (faster on CPU; TF
-Serving then needs `--xla_cpu_compilation_enabled=true`).
+Serving then needs `--xla_cpu_compilation_enabled=true`). `--run` given
+more than once exports the runs' ensemble: one graph that runs the shared
+front end once and answers the mean of the runs' probabilities (e.g. the
+fold models of `python -m bimer_tf.crossval`).
 """
 
 import argparse
@@ -22,7 +25,11 @@ from bimer_tf.cli import run_main  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, metavar="RUN", help="run directory written by train.py")
+    parser.add_argument(
+        "--run", required=True, action="append", metavar="RUN",
+        help="run directory written by train.py; repeat it to export the runs' ensemble (the mean of "
+        "their probabilities; the runs must share the front end, tokenizer and labels)",
+    )
     parser.add_argument(
         "--output", default="export/bimer", metavar="DIR",
         help="model base path holding integer version folders (default: export/bimer)",

@@ -3,6 +3,13 @@ from a run's best checkpoint (preprocessing in-graph: core TF ops plus the
 tensorflow-text tokenizer ops that TF Serving links), adds the warm-up
 requests and the metadata, and checks the result in a fresh process.
 
+Given several runs, it exports their ensemble: one graph that decodes,
+tokenizes and runs the frozen front end (a frozen Whisper encoder's lower
+layers, say) once, runs each run's model on the result and answers the mean
+of their probabilities. The runs must agree on everything that shared part
+is made from (`SHARED_SETTINGS`): the 4 fold models of a cross-validation,
+or one config trained with several seeds.
+
 The folder's format (signature, input names, metadata) is
 `bimer_tf.serving.export_dir`.
 """
@@ -17,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bimer_tf.errors import InputError
 from bimer_tf.serving.export_dir import (
     AUDIO_INPUT,
     SIGNATURE,
@@ -28,9 +36,26 @@ from bimer_tf.serving.export_dir import (
 )
 
 
+# What the serving graph's shared part (decoding, front end, tokenizer) and its
+# outputs are made from: the runs of an ensemble must agree on these (on the
+# audio or text ones only where the task takes that input).
+SHARED_SETTINGS = {
+    "outputs": ("model.type", "data.labels"),
+    "audio": (
+        "audio", "model.speech.type", "model.speech.whisper.source", "model.speech.whisper.layers",
+        "model.speech.whisper.trainable_layers", "model.speech.whisper.layer_sum",
+        "model.speech.whisper.mask_padding",
+    ),
+    "text": ("text", "model.text.type"),
+}
+
+
 def build_export_archive(model, config, xla: bool = False):
     """An ExportArchive whose `serving_default` maps raw inputs to predictions.
 
+    `model`: a Keras model, or a list of them whose configs agree on
+    `SHARED_SETTINGS` (an ensemble: the shared part runs once, the
+    probabilities are averaged).
     The inputs are those of the task: `audio_wav` and/or `text`. With `xla`,
     everything after decoding and tokenizing (the log-mel, any frozen
     encoder, the model) is one XLA-compiled function (`jit_compile=True`):
@@ -51,8 +76,10 @@ def build_export_archive(model, config, xla: bool = False):
     preprocessor = build_text_preprocessor(config) if needs_text else None
     labels = tf.constant(config.data.labels)
 
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    for member in models:
+        archive.track(member)
     if frontend is not None:
         for trackable in frontend.trackables():  # e.g. the frozen Whisper encoder layers
             archive.track(trackable)
@@ -65,7 +92,8 @@ def build_export_archive(model, config, xla: bool = False):
         features = dict(tokens)
         if frontend is not None:
             features[frontend.input_key] = frontend.batch_features(waveforms)
-        return tf.cast(model(features, training=False), tf.float32)
+        outputs = [tf.cast(member(features, training=False), tf.float32) for member in models]
+        return outputs[0] if len(outputs) == 1 else tf.add_n(outputs) / len(outputs)
 
     if xla:
         classify = tf.function(classify, jit_compile=True)
@@ -124,27 +152,36 @@ def trim_token_padding(tokens: dict) -> dict:
     return {key: value[:, :length] for key, value in tokens.items()}
 
 
-def export_run(run_dir: str | Path, output: str | Path, version: int | None = None, xla: bool = False) -> Path:
+def export_run(run_dir, output: str | Path, version: int | None = None, xla: bool = False) -> Path:
     """Writes `output/<version>/` from a run's best checkpoint and checks it.
 
+    `run_dir`: a run directory, or a list of them to export as one ensemble
+    (they must agree on `SHARED_SETTINGS`; the first run's config goes into
+    the metadata, every run's path into its `runs`).
     `xla`: compile the model part of the graph with XLA (see `build_export_archive`).
     """
-    from bimer_tf.errors import InputError
     from bimer_tf.serving.warmup import write_warmup_requests
     from bimer_tf.training.run_dir import load_best_model, read_run_config
 
-    config = read_run_config(run_dir)
+    run_dirs = [Path(run) for run in (run_dir if isinstance(run_dir, (list, tuple)) else [run_dir])]
+    if not run_dirs:
+        raise InputError("no run to export: pass at least one run directory")
+    if len(set(map(Path.resolve, run_dirs))) < len(run_dirs):
+        raise InputError("a run is given twice: an ensemble averages different runs")
+    configs = [read_run_config(run) for run in run_dirs]
+    check_shared_settings(run_dirs, configs)
+    config = configs[0]
     output = Path(output)
     version = version if version is not None else next_version(output)
     target = output / str(version)
     if target.exists():
         raise InputError(f"{target} already exists; pass another --version or remove it")
 
-    model = load_best_model(run_dir)
-    archive, serve = build_export_archive(model, config, xla=xla)
+    models = [load_best_model(run) for run in run_dirs]
+    archive, serve = build_export_archive(models, config, xla=xla)
     archive.write_out(str(target), verbose=False)
     write_warmup_requests(target, config.audio.sample_rate)  # TF Serving replays them on load
-    write_metadata(target, config, xla=xla)
+    write_metadata(target, config, xla=xla, runs=[str(run) for run in run_dirs])
     inputs = config_inputs(config)
 
     examples = {name: value for name, value in sample_inputs(config).items() if name in inputs}
@@ -158,10 +195,35 @@ def export_run(run_dir: str | Path, output: str | Path, version: int | None = No
     return target
 
 
+def check_shared_settings(run_dirs, configs) -> None:
+    """InputError naming the first shared setting (`SHARED_SETTINGS`) on which a
+    run differs from the first: the ensemble's front end would not be its own."""
+    from bimer_tf.config import to_dict
+    from bimer_tf.models import task_modalities
+
+    def setting(config, key):
+        value = to_dict(config)
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    needs_audio, needs_text = task_modalities(configs[0])
+    keys = SHARED_SETTINGS["outputs"]
+    keys += SHARED_SETTINGS["audio"] if needs_audio else ()
+    keys += SHARED_SETTINGS["text"] if needs_text else ()
+    for run, config in zip(run_dirs[1:], configs[1:]):
+        for key in keys:
+            first, other = setting(configs[0], key), setting(config, key)
+            if first != other:
+                raise InputError(
+                    f"{run} cannot join {run_dirs[0]} in one export: their {key} differ ({other!r} against "
+                    f"{first!r}); an ensemble shares the front end, tokenizer and labels, so export them apart"
+                )
+
+
 def sample_inputs(config, count: int = 4) -> dict:
     """{"audio_wav", "text"} arrays to compare the export on: held-out rows, else synthetic."""
     from bimer_tf.pipeline.dataset import validate_rows
-    from bimer_tf.errors import InputError
     from bimer_tf.pipeline.frontend import AudioFrontend
     from bimer_tf.models import task_modalities
     from bimer_tf.training.run_data import resolve_data

@@ -77,11 +77,12 @@ def function_input_names(serve) -> tuple[str, ...]:
     return tuple(sorted(serve.structured_input_signature[1]))
 
 
-def write_metadata(version_dir: str | Path, config, xla: bool = False) -> Path:
+def write_metadata(version_dir: str | Path, config, xla: bool = False, runs: list[str] | None = None) -> Path:
     """Writes `assets.extra/bimer_tf.json` for a version exported from `config`.
 
     `xla` records that the graph holds an XLA-compiled function (TF Serving
-    then needs `--xla_cpu_compilation_enabled=true`).
+    then needs `--xla_cpu_compilation_enabled=true`); `runs`, the run
+    directories whose models it holds (more than one: an ensemble).
     """
     from bimer_tf.config import to_dict
 
@@ -92,6 +93,7 @@ def write_metadata(version_dir: str | Path, config, xla: bool = False) -> Path:
         "inputs": config_inputs(config),
         "model_type": config.model.type,
         "xla": xla,
+        "runs": list(runs or []),
         "config": to_dict(config),
     }
     path.write_text(json.dumps(metadata, indent=1), encoding="utf-8")
@@ -109,6 +111,7 @@ class ExportInfo:
     audio: dict = field(default_factory=dict)  # the export's AudioConfig fields
     config: dict = field(default_factory=dict)  # the resolved training config
     xla: bool = False  # the graph holds an XLA-compiled function
+    runs: tuple[str, ...] = ()  # the run directories it was exported from (several: an ensemble)
 
     @property
     def kind(self) -> str:
@@ -174,6 +177,7 @@ def read_export_info(version_dir: str | Path) -> ExportInfo:
         audio,
         config,
         bool(metadata.get("xla", False)),
+        tuple(metadata.get("runs") or ()),
     )
 
 

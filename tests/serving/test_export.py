@@ -178,3 +178,99 @@ def test_loudness_normalised_export_ignores_the_request_gain(tiny_run, tmp_path)
     normalised, _ = load_saved_model(target)
     loud, quiet = normalised(audio_wav=wavs, text=texts)["probabilities"].numpy()
     np.testing.assert_allclose(loud, quiet, atol=1e-3)
+
+
+# --- ensembles: several runs in one export -----------------------------------
+
+
+def _run_copy(tiny_run, folder, scale=None, config_change=None):
+    """A copy of the tiny run; `scale` multiplies its output layer's weights (another
+    member that answers differently), `config_change(dict)` edits its config.yaml."""
+    import shutil
+
+    import yaml
+
+    from bimer_tf.training.run_dir import load_best_model
+
+    shutil.copytree(tiny_run, folder)
+    if scale is not None:
+        model = load_best_model(folder)
+        kernel = [weight for weight in model.trainable_weights if len(weight.shape) == 2][-1]  # the output layer's
+        kernel.assign(kernel * scale)
+        model.save(folder / "checkpoints" / "best.keras")
+    if config_change is not None:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config_change(config)
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def _export_command(argv) -> int:
+    """`python export.py ARGV` in this process (its exit code)."""
+    import importlib.util
+
+    from bimer_tf.cli import run_main
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("export_command", REPO_ROOT / "export.py")
+    command = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(command)
+    return run_main(command.main, [str(arg) for arg in argv])
+
+
+def test_an_ensemble_answers_the_mean_of_its_runs(tiny_run, tiny_export, tmp_path, capsys):
+    """`export.py --run A --run B`: one graph (its fresh-process check passes) that
+    answers the mean of what each run's own export answers; its metadata names both runs."""
+    from bimer_tf.serving.export_dir import read_export_info
+
+    other = _run_copy(tiny_run, tmp_path / "other", scale=3.0)
+    other_export = export_run(other, tmp_path / "other_export")
+    assert _export_command(["--run", tiny_run, "--run", other, "--output", tmp_path / "ensemble"]) == 0
+    ensemble = tmp_path / "ensemble" / "1"
+    assert f"exported {ensemble}" in capsys.readouterr().out
+    assert read_export_info(ensemble).runs == (str(tiny_run), str(other))
+    assert read_export_info(tiny_export).runs == (str(tiny_run),)
+
+    wavs = tf.constant([synthetic_wav(16000), _wav_bytes(synth_tone(0.7, freq=300.0))])
+    texts = tf.constant([TINY_TEXTS["happy"], TINY_TEXTS["sad"]])
+    answers = [
+        load_saved_model(folder)[0](audio_wav=wavs, text=texts)["probabilities"].numpy()
+        for folder in (tiny_export, other_export, ensemble)
+    ]
+    assert np.max(np.abs(answers[0] - answers[1])) > 1e-3  # the members differ
+    np.testing.assert_allclose(answers[2], (answers[0] + answers[1]) / 2, atol=1e-5)
+
+
+def test_an_ensemble_needs_one_front_end_and_different_runs(tiny_run, tmp_path, capsys):
+    mels = _run_copy(tiny_run, tmp_path / "mels", config_change=lambda c: c["audio"].update(n_mels=16))
+    with pytest.raises(InputError, match=r"mels cannot join .* their audio differ"):
+        export_run([tiny_run, mels], tmp_path / "export")
+    labels = _run_copy(tiny_run, tmp_path / "labels", config_change=lambda c: c["data"].update(
+        labels=list(reversed(c["data"]["labels"]))))
+    with pytest.raises(InputError, match="their data.labels differ"):
+        export_run([tiny_run, labels], tmp_path / "export")
+    with pytest.raises(InputError, match="a run is given twice"):
+        export_run([tiny_run, tiny_run], tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+    assert _export_command(["--run", tiny_run, "--run", tmp_path / "missing", "--output", tmp_path / "export"]) == 2
+    assert "missing is not a finished run" in capsys.readouterr().err
+
+
+def test_an_ensemble_shares_only_what_its_task_reads():
+    """A speech model's ensemble may differ in text settings and in anything after
+    the frozen encoder; not in the encoder layers the front end runs."""
+    from bimer_tf.config import load_config
+    from bimer_tf.serving.export import check_shared_settings
+
+    def ser(*overrides):
+        return load_config(model="ser_whisper", overrides=list(overrides))
+
+    runs = ["runs/a", "runs/b"]
+    check_shared_settings(runs, [ser(), ser("text.preset=other", "model.speech.whisper.pooling=attention",
+                                            "trainer.seed=7")])
+    with pytest.raises(InputError, match="their model.speech.whisper.layers differ"):
+        check_shared_settings(runs, [ser(), ser("model.speech.whisper.layers=3")])
+    with pytest.raises(InputError, match="their text differ"):
+        check_shared_settings(runs, [load_config(model="ter_bert"), load_config(model="ter_bert", overrides=[
+            "text.sequence_length=16"])])
