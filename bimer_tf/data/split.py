@@ -189,8 +189,16 @@ def speaker_groups(speakers, count: int) -> list[list]:
     return groups
 
 
-def speaker_folds(rows: list[dict], folds: int = 4, val_speakers: int = 2) -> list[Fold]:
-    """K speaker-independent folds: test = one speaker group, val = speakers of the next."""
+def speaker_folds(rows: list[dict], folds: int = 4, val_speakers: int = 2, members: int = 1) -> list[Fold]:
+    """K speaker-independent folds: test = one speaker group, val = speakers of the next.
+
+    `members` > 1: each fold becomes that many folds `<fold>-member<m>` for an
+    ensemble trained inside the fold. The fold's training speakers are dealt
+    into `members` groups; member m trains on all but group m and validates
+    on the fold's validation speakers plus group m; the test speakers stay
+    the fold's. The fold's own validation speakers are then the only ones
+    no member trained on: the ensemble's validation set.
+    """
     originals = _originals(rows)
     _require(originals, "speaker", "speaker-folds", "RAVDESS: the actor")
     speakers = {row["speaker"] for row in originals}
@@ -205,12 +213,22 @@ def speaker_folds(rows: list[dict], folds: int = 4, val_speakers: int = 2) -> li
             f"--val-speakers {val_speakers}: must be between 1 and the smallest group size "
             f"({min(len(g) for g in groups)} speakers with --folds {folds})"
         )
-    return [
-        _fold_by_speakers(
-            f"fold{k + 1}", originals, groups[k], groups[(k + 1) % folds][:val_speakers]
-        )
-        for k in range(folds)
-    ]
+    result = []
+    for k in range(folds):
+        test, val = groups[k], groups[(k + 1) % folds][:val_speakers]
+        if members == 1:
+            result.append(_fold_by_speakers(f"fold{k + 1}", originals, test, val))
+            continue
+        training = speakers - set(test) - set(val)
+        if not 2 <= members <= len(training) - 1:
+            raise InputError(
+                f"--members {members}: must be between 2 and one less than the training speakers "
+                f"of a fold ({len(training)} with --folds {folds} --val-speakers {val_speakers}), "
+                "so that every member trains on some of them"
+            )
+        for m, left_out in enumerate(speaker_groups(training, members)):
+            result.append(_fold_by_speakers(f"fold{k + 1}-member{m + 1}", originals, test, [*val, *left_out]))
+    return result
 
 
 def official_fold(rows: list[dict], split_path: str | Path) -> Fold:
@@ -382,8 +400,11 @@ def make_folds(
     holdout_speakers=None,
     folds: int = 4,
     val_speakers: int = 2,
+    members: int = 1,
 ) -> tuple[list[Fold], list[str], bool]:
     """Folds of `protocol` over `rows`; returns (folds, notes, speaker_independent)."""
+    if members != 1 and protocol != "speaker-folds":
+        raise InputError(f"--members is an option of --protocol speaker-folds, not of {protocol}")
     if protocol == "bimer-balanced":
         fold, notes = balanced_fold(
             rows,
@@ -398,7 +419,7 @@ def make_folds(
     if protocol == "loso":
         result, speaker_independent = loso_folds(rows), True
     elif protocol == "speaker-folds":
-        result, speaker_independent = speaker_folds(rows, folds, val_speakers), True
+        result, speaker_independent = speaker_folds(rows, folds, val_speakers, members), True
     elif protocol == "official":
         if manifest_path is None:
             raise InputError(
@@ -536,6 +557,14 @@ def main(argv=None) -> int:
         default=2,
         help="validation speakers per fold (default %(default)s)",
     )
+    folds.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="split each fold for an ensemble of this many members: member m trains on all but the "
+        "m-th group of the fold's training speakers and validates on them too (default %(default)s: "
+        "no ensemble)",
+    )
     args = parser.parse_args(argv)
 
     path, _, summary = split_manifest(
@@ -550,6 +579,7 @@ def main(argv=None) -> int:
         holdout_speakers=_names(args.holdout_speakers),
         folds=args.folds,
         val_speakers=args.val_speakers,
+        members=args.members,
     )
     print(summary)
     print(path)

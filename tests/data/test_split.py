@@ -221,6 +221,36 @@ def test_speaker_folds_disjoint_and_augmented_rows_follow_origin():
         check_no_leakage(rows, fold, speaker_independent=True)
 
 
+def test_speaker_folds_for_an_ensemble_inside_each_fold():
+    """`members=4`: each fold's 16 training actors dealt into 4 groups; member m
+    trains on 12 and validates on the fold's 2 validation actors plus its 4 left
+    out; the test actors are the fold's; copies follow their origin."""
+    originals = _actor_rows()
+    rows = originals + _copies(originals)
+    plain = {fold.name: fold for fold in speaker_folds(rows, folds=4, val_speakers=2)}
+    folds = speaker_folds(rows, folds=4, val_speakers=2, members=4)
+    assert [f.name for f in folds] == [f"fold{k}-member{m}" for k in range(1, 5) for m in range(1, 5)]
+    by_id = _by_id(rows)
+
+    def speakers(ids):
+        return {by_id[i]["speaker"] for i in ids}
+
+    for k in range(1, 5):
+        fold, members = plain[f"fold{k}"], [f for f in folds if f.name.startswith(f"fold{k}-")]
+        left_out = []
+        for member in members:
+            assert member.test == fold.test
+            assert speakers(fold.val) < speakers(member.val) and len(speakers(member.val)) == 6
+            assert len(speakers(member.train)) == 12 and speakers(member.train) < speakers(fold.train)
+            assert set(member.train) < set(fold.train)  # the copies of its own training rows only
+            left_out.append(speakers(member.val) - speakers(fold.val))
+            check_no_leakage(rows, member, speaker_independent=True)
+        # every training actor of the fold is left out by exactly one member
+        assert sorted(s for group in left_out for s in group) == sorted(speakers(fold.train))
+    with pytest.raises(InputError, match="--members 16: must be between 2 and one less"):
+        speaker_folds(rows, folds=4, val_speakers=2, members=16)
+
+
 def test_split_manifest_adds_copies_of_training_rows_only(tmp_path):
     originals = _actor_rows()
     write_manifest(originals, tmp_path / "manifest.jsonl")
@@ -346,6 +376,9 @@ def test_cli_writes_splits_and_summary(tmp_path, capsys):
     protocol, folds = read_splits(tmp_path / "s" / "splits.json")
     assert protocol == "speaker-folds" and [f.name for f in folds] == ["fold1", "fold2", "fold3"]
     assert len(read_manifest(tmp_path / "s" / "fold2" / "test.jsonl")) == 16
+    assert run_main(main, args + ["--out", str(tmp_path / "m"), "--members", "3"]) == 0
+    _, folds = read_splits(tmp_path / "m" / "splits.json")
+    assert [f.name for f in folds][:4] == ["fold1-member1", "fold1-member2", "fold1-member3", "fold2-member1"]
 
 
 def test_cli_exits_2_on_bad_input(tmp_path, capsys):
@@ -356,6 +389,7 @@ def test_cli_exits_2_on_bad_input(tmp_path, capsys):
         "needs a `session`": ["--protocol", "loso"],
         "original recordings": ["--protocol", "bimer-balanced", "--val-per-class", "20"],
         "--val-speakers 9": ["--protocol", "speaker-folds", "--val-speakers", "9"],
+        "--members is an option of --protocol speaker-folds": ["--protocol", "loso", "--members", "2"],
         "official_split.json not found": ["--protocol", "official"],
     }
     for message, extra in cases.items():
