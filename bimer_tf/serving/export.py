@@ -152,7 +152,9 @@ def trim_token_padding(tokens: dict) -> dict:
     return {key: value[:, :length] for key, value in tokens.items()}
 
 
-def export_run(run_dir, output: str | Path, version: int | None = None, xla: bool = False) -> Path:
+def export_run(
+    run_dir: str | Path | list[str | Path], output: str | Path, version: int | None = None, xla: bool = False
+) -> Path:
     """Writes `output/<version>/` from a run's best checkpoint and checks it.
 
     `run_dir`: a run directory, or a list of them to export as one ensemble
