@@ -143,6 +143,10 @@ def build_text_backbone(config) -> keras.Model:
     return backbone
 
 
+# The config settings `build_text_preprocessor` builds from.
+TEXT_PREPROCESSOR_SETTINGS = ("text", "model.text.type")
+
+
 def build_text_preprocessor(config):
     """The tokenizer + packer matching the text backbone: the one place it is made.
 

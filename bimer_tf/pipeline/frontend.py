@@ -242,6 +242,14 @@ class WhisperFrontend(AudioFrontend):
         return [self.encoder_bottom]
 
 
+# The config settings `build_speech_frontend` builds from: runs that agree on
+# them have the same front end (an exported ensemble runs one for all).
+SPEECH_FRONTEND_SETTINGS = (
+    "audio", "model.speech.type", "model.speech.whisper.source", "model.speech.whisper.layers",
+    "model.speech.whisper.trainable_layers", "model.speech.whisper.layer_sum", "model.speech.whisper.mask_padding",
+)
+
+
 def build_speech_frontend(config) -> AudioFrontend:
     """The speech front end of an `ExperimentConfig`'s speech backbone."""
     if config.model.speech.type == "whisper":

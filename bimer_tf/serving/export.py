@@ -7,8 +7,8 @@ Given several runs, it exports their ensemble: one graph that decodes,
 tokenizes and runs the frozen front end (a frozen Whisper encoder's lower
 layers, say) once, runs each run's model on the result and answers the mean
 of their probabilities. The runs must agree on everything that shared part
-is made from (`SHARED_SETTINGS`): the 4 fold models of a cross-validation,
-or one config trained with several seeds.
+is made from (`check_shared_settings`): the 4 fold models of a
+cross-validation, or one config trained with several seeds.
 
 The folder's format (signature, input names, metadata) is
 `bimer_tf.serving.export_dir`.
@@ -36,25 +36,11 @@ from bimer_tf.serving.export_dir import (
 )
 
 
-# What the serving graph's shared part (decoding, front end, tokenizer) and its
-# outputs are made from: the runs of an ensemble must agree on these (on the
-# audio or text ones only where the task takes that input).
-SHARED_SETTINGS = {
-    "outputs": ("model.type", "data.labels"),
-    "audio": (
-        "audio", "model.speech.type", "model.speech.whisper.source", "model.speech.whisper.layers",
-        "model.speech.whisper.trainable_layers", "model.speech.whisper.layer_sum",
-        "model.speech.whisper.mask_padding",
-    ),
-    "text": ("text", "model.text.type"),
-}
-
-
 def build_export_archive(model, config, xla: bool = False):
     """An ExportArchive whose `serving_default` maps raw inputs to predictions.
 
-    `model`: a Keras model, or a list of them whose configs agree on
-    `SHARED_SETTINGS` (an ensemble: the shared part runs once, the
+    `model`: a Keras model, or a list of them whose configs pass
+    `check_shared_settings` (an ensemble: the shared part runs once, the
     probabilities are averaged).
     The inputs are those of the task: `audio_wav` and/or `text`. With `xla`,
     everything after decoding and tokenizing (the log-mel, any frozen
@@ -158,7 +144,7 @@ def export_run(
     """Writes `output/<version>/` from a run's best checkpoint and checks it.
 
     `run_dir`: a run directory, or a list of them to export as one ensemble
-    (they must agree on `SHARED_SETTINGS`; the first run's config goes into
+    (they must pass `check_shared_settings`; the first run's config goes into
     the metadata, every run's path into its `runs`).
     `xla`: compile the model part of the graph with XLA (see `build_export_archive`).
     """
@@ -198,28 +184,32 @@ def export_run(
 
 
 def check_shared_settings(run_dirs, configs) -> None:
-    """InputError naming the first shared setting (`SHARED_SETTINGS`) on which a
-    run differs from the first: the ensemble's front end would not be its own."""
+    """InputError naming the first setting on which a run differs from the
+    first run where an ensemble's runs must agree: the task and labels, and
+    what the front end (`SPEECH_FRONTEND_SETTINGS`) and the tokenizer
+    (`TEXT_PREPROCESSOR_SETTINGS`) are built from, where the task takes them."""
     from bimer_tf.config import to_dict
-    from bimer_tf.models import task_modalities
+    from bimer_tf.models import TEXT_PREPROCESSOR_SETTINGS, task_modalities
+    from bimer_tf.pipeline.frontend import SPEECH_FRONTEND_SETTINGS
 
-    def setting(config, key):
-        value = to_dict(config)
+    def setting(values: dict, key: str):
         for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
+            values = values.get(part) if isinstance(values, dict) else None
+        return values
 
     needs_audio, needs_text = task_modalities(configs[0])
-    keys = SHARED_SETTINGS["outputs"]
-    keys += SHARED_SETTINGS["audio"] if needs_audio else ()
-    keys += SHARED_SETTINGS["text"] if needs_text else ()
+    keys = ("model.type", "data.labels")
+    keys += SPEECH_FRONTEND_SETTINGS if needs_audio else ()
+    keys += TEXT_PREPROCESSOR_SETTINGS if needs_text else ()
+    first = to_dict(configs[0])
     for run, config in zip(run_dirs[1:], configs[1:]):
+        values = to_dict(config)
         for key in keys:
-            first, other = setting(configs[0], key), setting(config, key)
-            if first != other:
+            if setting(first, key) != setting(values, key):
                 raise InputError(
-                    f"{run} cannot join {run_dirs[0]} in one export: their {key} differ ({other!r} against "
-                    f"{first!r}); an ensemble shares the front end, tokenizer and labels, so export them apart"
+                    f"{run} cannot join {run_dirs[0]} in one export: their {key} differ "
+                    f"({setting(values, key)!r} against {setting(first, key)!r}); an ensemble shares the "
+                    "front end, tokenizer and labels, so export them apart"
                 )
 
 
