@@ -289,6 +289,11 @@ class TrainerConfig:
     # {"transformer_encoder_layer_*": 0.1} to fine-tune a pretrained layer
     # slowly (bimer_tf/training/optimizer.py).
     learning_rate_multipliers: dict[str, float] = field(default_factory=dict)
+    # Momentum of an exponential moving average of the trainable weights, per
+    # optimizer step (0: off). When on, validation, the best checkpoint and so
+    # the exported model use the averaged weights; training goes on from the
+    # raw ones. 0.99 averages over about the last 100 steps.
+    ema_momentum: float = 0.0
 
 
 def check_learning_rate_multipliers(multipliers: dict) -> None:
@@ -317,6 +322,10 @@ def validate_trainer(trainer: TrainerConfig) -> None:
     if not 0.0 <= trainer.warmup_ratio < 1.0:
         raise InputError(f"trainer.warmup_ratio must lie in [0, 1), got {trainer.warmup_ratio}")
     check_learning_rate_multipliers(trainer.learning_rate_multipliers)
+    if not 0.0 <= trainer.ema_momentum < 1.0:
+        raise InputError(
+            f"trainer.ema_momentum must lie in [0, 1) (0: no weight averaging), got {trainer.ema_momentum}"
+        )
 
 
 @dataclass

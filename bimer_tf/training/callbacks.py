@@ -1,9 +1,11 @@
 """TensorBoard summaries beyond Keras' own curves: the validation confusion
 matrix, per-class validation recall, the best validation UA so far, and the
-HParams dashboard entry of a run."""
+HParams dashboard entry of a run; and the swap of averaged weights
+(`trainer.ema_momentum`) around validation and the best checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -70,6 +72,25 @@ class ValidationScalars(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """`trainer.ema_momentum`: the model is validated with the optimizer's moving
+    average of its weights (Keras swaps it in around each evaluation), and
+    `swapped()` puts the average in the model for a save. Between the two,
+    the model holds the raw weights, which training goes on from and a
+    resumable backup keeps (the average is optimizer state, saved with it)."""
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=False)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        self._swap_variables()
+        try:
+            yield
+        finally:
+            self._swap_variables()
+
+
 def hparams_of(config) -> dict:
     """The resolved config's main values, as shown in the HParams dashboard."""
     return {
@@ -83,6 +104,7 @@ def hparams_of(config) -> dict:
         "trainer.epochs": config.trainer.epochs,
         "spec_augment.enabled": config.spec_augment.enabled,
         "trainer.class_weight": config.trainer.class_weight,
+        "trainer.ema_momentum": config.trainer.ema_momentum,
     }
 
 

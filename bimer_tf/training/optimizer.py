@@ -1,5 +1,6 @@
 """The optimizer of a run: Adam or AdamW, a constant or warmup + cosine learning
-rate, and optionally a learning rate per group of variables.
+rate, optionally a learning rate per group of variables and a moving average
+of the weights.
 
 `trainer.learning_rate_multipliers` maps glob patterns over variable paths
 (`keras.Variable.path`, e.g. `transformer_encoder_layer_3/self_attention_layer/
@@ -40,14 +41,17 @@ def make_optimizer(config: ExperimentConfig, steps_per_epoch: int = 1) -> keras.
     t = config.trainer
     rate = learning_rate(config, steps_per_epoch)
     multipliers = dict(t.learning_rate_multipliers)
+    # Keras keeps the average in the optimizer, updated inside the train step
+    # (so under a distribution strategy too); `AveragedWeights` swaps it in.
+    average = {"use_ema": True, "ema_momentum": t.ema_momentum} if t.ema_momentum > 0 else {}
     if t.optimizer == "adamw":
         if multipliers:
-            return ScaledAdamW(multipliers, learning_rate=rate, weight_decay=t.weight_decay)
-        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=t.weight_decay)
+            return ScaledAdamW(multipliers, learning_rate=rate, weight_decay=t.weight_decay, **average)
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=t.weight_decay, **average)
     if t.optimizer == "adam":
         if multipliers:
-            return ScaledAdam(multipliers, learning_rate=rate)
-        return keras.optimizers.Adam(learning_rate=rate)
+            return ScaledAdam(multipliers, learning_rate=rate, **average)
+        return keras.optimizers.Adam(learning_rate=rate, **average)
     raise InputError(f"unknown trainer.optimizer '{t.optimizer}'; choose adamw or adam")
 
 

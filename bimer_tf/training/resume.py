@@ -24,6 +24,7 @@ checkpoint chosen over all epochs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -54,9 +55,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
             when the epoch is committed.
         flush: callables run before the commit (TensorBoard writers), so the
             events of a committed epoch are on disk.
+        averaged: the run's `AveragedWeights` callback, if any: the best
+            model is then saved with the averaged weights it was validated
+            with.
     """
 
-    def __init__(self, run_dir, best_checkpoint, monitor="val_ua", state=None, early_stopping=None, flush=()):
+    def __init__(
+        self, run_dir, best_checkpoint, monitor="val_ua", state=None, early_stopping=None, flush=(), averaged=None
+    ):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.backup_dir = self.run_dir / BACKUP_DIR
@@ -65,6 +71,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.state = state
         self.early_stopping = early_stopping
         self.flush = list(flush)
+        self.averaged = averaged
         self.best = -math.inf if state is None or state["best"] is None else state["best"]
         self.best_epoch = None if state is None else state["best_epoch"]
 
@@ -99,7 +106,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             if current > self.best:
                 self.best, self.best_epoch = current, finished
                 candidate = self.backup_dir / _candidate_name(finished)
-                self.model.save(candidate, overwrite=True)
+                with self.averaged.swapped() if self.averaged else contextlib.nullcontext():
+                    self.model.save(candidate, overwrite=True)
         weights = f"epoch{finished}.weights.h5"
         self.model.save_weights(self.backup_dir / weights, overwrite=True)
         for flush in self.flush:

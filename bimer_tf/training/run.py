@@ -43,6 +43,7 @@ from bimer_tf.errors import InputError
 from bimer_tf.evaluation.metrics import classification_report, predict_dataset, write_eval
 from bimer_tf.pipeline.frontend import build_speech_frontend
 from bimer_tf.training.callbacks import (
+    AveragedWeights,
     ValidationConfusionImage,
     ValidationScalars,
     flush_keras_tensorboard,
@@ -284,6 +285,9 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
         ValidationConfusionImage(ua, labels, log_dir),
         ValidationScalars(ua, labels, log_dir, best=state and state["best"]),
     ]
+    averaged = AveragedWeights() if config.trainer.ema_momentum > 0 else None
+    if averaged is not None:
+        callbacks.insert(0, averaged)
     early_stopping = None
     if config.trainer.early_stopping_patience > 0:
         early_stopping = keras.callbacks.EarlyStopping(
@@ -297,6 +301,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
         state=state,
         early_stopping=early_stopping,
         flush=[lambda: flush_keras_tensorboard(tensorboard)],
+        averaged=averaged,
     )
     callbacks.append(checkpoint)  # last: it commits what the others did this epoch
     epochs = config.trainer.epochs
