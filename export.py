@@ -11,7 +11,9 @@ With `--xla` the model part of the graph is XLA-compiled (faster on CPU; TF
 Serving then needs `--xla_cpu_compilation_enabled=true`). `--run` given
 more than once exports the runs' ensemble: one graph that runs the shared
 front end once and answers the mean of the runs' probabilities (e.g. the
-fold models of `python -m bimer_tf.crossval`).
+fold models of `python -m bimer_tf.crossval`); with `--average weights`, one
+model whose weights are the mean of the runs' (runs of one model config
+fine-tuned from the same starting weights), at one model's cost.
 """
 
 import argparse
@@ -38,6 +40,11 @@ def main(argv=None):
         "--version", type=int, metavar="N", help="version number (default: one above the highest present)"
     )
     parser.add_argument(
+        "--average", choices=("probabilities", "weights"), default="probabilities",
+        help="several runs: answer the mean of their probabilities (default; every model runs) or run one "
+        "model with the mean of their weights (runs of one model config from the same starting weights)",
+    )
+    parser.add_argument(
         "--xla", action="store_true",
         help="compile the model part with XLA: faster on CPU, but TF Serving then needs "
         "--xla_cpu_compilation_enabled=true",
@@ -45,7 +52,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from bimer_tf.serving.export import export_run
 
-    target = export_run(args.run, args.output, args.version, xla=args.xla)
+    target = export_run(args.run, args.output, args.version, xla=args.xla, average=args.average)
     print(f"exported {target}")
 
 

@@ -8,7 +8,10 @@ tokenizes and runs the frozen front end (a frozen Whisper encoder's lower
 layers, say) once, runs each run's model on the result and answers the mean
 of their probabilities. The runs must agree on everything that shared part
 is made from (`check_shared_settings`): the 4 fold models of a
-cross-validation, or one config trained with several seeds.
+cross-validation, or one config trained with several seeds. With
+`average="weights"` it exports instead one model whose weights are the mean
+of the runs' (`average_weights`, a uniform "model soup"): one model's cost,
+for runs of one architecture fine-tuned from the same starting weights.
 
 The folder's format (signature, input names, metadata) is
 `bimer_tf.serving.export_dir`.
@@ -17,6 +20,7 @@ The folder's format (signature, input names, metadata) is
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -138,14 +142,24 @@ def trim_token_padding(tokens: dict) -> dict:
     return {key: value[:, :length] for key, value in tokens.items()}
 
 
+AVERAGES = ("probabilities", "weights")
+
+
 def export_run(
-    run_dir: str | Path | list[str | Path], output: str | Path, version: int | None = None, xla: bool = False
+    run_dir: str | Path | list[str | Path],
+    output: str | Path,
+    version: int | None = None,
+    xla: bool = False,
+    average: str = "probabilities",
 ) -> Path:
     """Writes `output/<version>/` from a run's best checkpoint and checks it.
 
     `run_dir`: a run directory, or a list of them to export as one ensemble
     (they must pass `check_shared_settings`; the first run's config goes into
     the metadata, every run's path into its `runs`).
+    `average`: how several runs become one answer: the mean of their
+    probabilities (every model runs), or of their weights (one model runs;
+    see `average_weights`).
     `xla`: compile the model part of the graph with XLA (see `build_export_archive`).
     """
     from bimer_tf.serving.warmup import write_warmup_requests
@@ -156,6 +170,10 @@ def export_run(
         raise InputError("no run to export: pass at least one run directory")
     if len(set(map(Path.resolve, run_dirs))) < len(run_dirs):
         raise InputError("a run is given twice: an ensemble averages different runs")
+    if average not in AVERAGES:
+        raise InputError(f"unknown average '{average}'; choose {' or '.join(AVERAGES)}")
+    if average == "weights" and len(run_dirs) < 2:
+        raise InputError("averaging weights takes at least two runs (--run A --run B)")
     configs = [read_run_config(run) for run in run_dirs]
     check_shared_settings(run_dirs, configs)
     config = configs[0]
@@ -166,10 +184,14 @@ def export_run(
         raise InputError(f"{target} already exists; pass another --version or remove it")
 
     models = [load_best_model(run) for run in run_dirs]
+    if average == "weights":
+        models = [average_weights(models, run_dirs)]
     archive, serve = build_export_archive(models, config, xla=xla)
     archive.write_out(str(target), verbose=False)
     write_warmup_requests(target, config.audio.sample_rate)  # TF Serving replays them on load
-    write_metadata(target, config, xla=xla, runs=[str(run) for run in run_dirs])
+    write_metadata(
+        target, config, xla=xla, runs=[str(run) for run in run_dirs], average=average if len(run_dirs) > 1 else None
+    )
     inputs = config_inputs(config)
 
     examples = {name: value for name, value in sample_inputs(config).items() if name in inputs}
@@ -181,6 +203,39 @@ def export_run(
     if not difference <= 1e-4:
         raise RuntimeError(f"exported model disagrees with the Keras model ({difference:.2e} > 1e-4)")
     return target
+
+
+def average_weights(models: list, run_dirs: list[Path]):
+    """The first model, its every floating-point weight replaced by the mean of
+    the models' (batch-norm statistics too; integer state such as a dropout
+    seed stays the first model's).
+
+    Averaged weights answer well only where the models lie in one basin of the
+    loss: runs of one config fine-tuned from the same starting weights (one
+    seed, other learning rates or training data), as in a "model soup"; runs
+    from other random starts average into a poor model. Models of another
+    architecture are refused, naming the first weight that differs.
+    """
+
+    def layout(model):  # paths without the model's own name, which Keras may have made unique
+        return [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in model.weights]
+
+    first = models[0]
+    reference = layout(first)
+    for run, model in zip(run_dirs[1:], models[1:]):
+        other = layout(model)
+        if other != reference:
+            mine, theirs = next((a, b) for a, b in itertools.zip_longest(reference, other) if a != b)
+            raise InputError(
+                f"{run} cannot be averaged with {run_dirs[0]}: their models differ (weight {theirs} against "
+                f"{mine}); average the weights of runs of one model config, or export the ensemble of "
+                "their probabilities instead"
+            )
+    for weights in zip(*(model.weights for model in models)):
+        values = [np.asarray(w.numpy()) for w in weights]
+        if np.issubdtype(values[0].dtype, np.floating):
+            weights[0].assign(np.mean(values, axis=0).astype(values[0].dtype))
+    return first
 
 
 def check_shared_settings(run_dirs, configs) -> None:

@@ -77,12 +77,15 @@ def function_input_names(serve) -> tuple[str, ...]:
     return tuple(sorted(serve.structured_input_signature[1]))
 
 
-def write_metadata(version_dir: str | Path, config, xla: bool = False, runs: list[str] | None = None) -> Path:
+def write_metadata(
+    version_dir: str | Path, config, xla: bool = False, runs: list[str] | None = None, average: str | None = None
+) -> Path:
     """Writes `assets.extra/bimer_tf.json` for a version exported from `config`.
 
     `xla` records that the graph holds an XLA-compiled function (TF Serving
     then needs `--xla_cpu_compilation_enabled=true`); `runs`, the run
-    directories whose models it holds (more than one: an ensemble).
+    directories whose models it holds (more than one: an ensemble), and
+    `average`, how their answers were made one ("probabilities" or "weights").
     """
     from bimer_tf.config import to_dict
 
@@ -94,6 +97,7 @@ def write_metadata(version_dir: str | Path, config, xla: bool = False, runs: lis
         "model_type": config.model.type,
         "xla": xla,
         "runs": list(runs or []),
+        "average": average,
         "config": to_dict(config),
     }
     path.write_text(json.dumps(metadata, indent=1), encoding="utf-8")
@@ -112,6 +116,7 @@ class ExportInfo:
     config: dict = field(default_factory=dict)  # the resolved training config
     xla: bool = False  # the graph holds an XLA-compiled function
     runs: tuple[str, ...] = ()  # the run directories it was exported from (several: an ensemble)
+    average: str | None = None  # several runs: "probabilities" (all run) or "weights" (one averaged model)
 
     @property
     def kind(self) -> str:
@@ -178,6 +183,7 @@ def read_export_info(version_dir: str | Path) -> ExportInfo:
         config,
         bool(metadata.get("xla", False)),
         tuple(metadata.get("runs") or ()),
+        metadata.get("average"),
     )
 
 

@@ -257,6 +257,49 @@ def test_an_ensemble_needs_one_front_end_and_different_runs(tiny_run, tmp_path, 
     assert "missing is not a finished run" in capsys.readouterr().err
 
 
+def test_averaged_weights_export_one_model_with_the_mean_weights(tiny_run, tmp_path, capsys):
+    """`--average weights`: one model whose output layer is the mean of the two
+    runs' (x1 and x3) answers as a run whose output layer is x2."""
+    from bimer_tf.serving.export_dir import read_export_info
+
+    other = _run_copy(tiny_run, tmp_path / "other", scale=3.0)
+    middle = export_run(_run_copy(tiny_run, tmp_path / "middle", scale=2.0), tmp_path / "middle_export")
+    argv = ["--run", tiny_run, "--run", other, "--average", "weights", "--output", tmp_path / "soup"]
+    assert _export_command(argv) == 0
+    soup = tmp_path / "soup" / "1"
+    info = read_export_info(soup)
+    assert info.runs == (str(tiny_run), str(other)) and info.average == "weights"
+
+    wavs = tf.constant([synthetic_wav(16000), _wav_bytes(synth_tone(0.7, freq=300.0))])
+    texts = tf.constant([TINY_TEXTS["happy"], TINY_TEXTS["sad"]])
+    answers = [
+        load_saved_model(folder)[0](audio_wav=wavs, text=texts)["probabilities"].numpy() for folder in (middle, soup)
+    ]
+    np.testing.assert_allclose(answers[1], answers[0], atol=1e-5)
+
+    assert _export_command(["--run", tiny_run, "--average", "weights", "--output", tmp_path / "one"]) == 2
+    assert "averaging weights takes at least two runs" in capsys.readouterr().err
+    with pytest.raises(InputError, match="unknown average 'median'"):
+        export_run([tiny_run, other], tmp_path / "median", average="median")
+
+
+def test_weights_of_other_architectures_are_not_averaged():
+    import keras
+
+    from bimer_tf.serving.export import average_weights
+
+    def model(units):
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(units, name="hidden"), keras.layers.Dense(2, name="out")])
+
+    a, b = model(4), model(4)
+    mean = [(np.asarray(x) + np.asarray(y)) / 2 for x, y in zip(a.weights, b.weights)]
+    averaged = average_weights([a, b], ["runs/a", "runs/b"])
+    for got, want in zip(averaged.weights, mean):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+    with pytest.raises(InputError, match=r"runs/c cannot be averaged with runs/a: their models differ \(weight \('hidden/kernel', \(3, 5\)\)"):
+        average_weights([model(4), model(5)], ["runs/a", "runs/c"])
+
+
 def test_an_ensemble_shares_only_what_its_task_reads():
     """A speech model's ensemble may differ in text settings and in anything after
     the frozen encoder; not in the encoder layers the front end runs."""
