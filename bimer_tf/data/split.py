@@ -189,8 +189,16 @@ def speaker_groups(speakers, count: int) -> list[list]:
     return groups
 
 
-def speaker_folds(rows: list[dict], folds: int = 4, val_speakers: int = 2, members: int = 1) -> list[Fold]:
+def speaker_folds(
+    rows: list[dict], folds: int = 4, val_speakers: int = 2, members: int = 1, refit: bool = False
+) -> list[Fold]:
     """K speaker-independent folds: test = one speaker group, val = speakers of the next.
+
+    `refit`: each fold becomes `<fold>-refit`, its test speakers moved into
+    training and no test set: the final model of a recipe whose
+    cross-validation already measured it, trained on every speaker but the
+    fold's validation ones (which still choose its checkpoint). Such a model
+    is scored only on data of other corpora or speakers.
 
     `members` > 1: each fold becomes that many folds `<fold>-member<m>` for an
     ensemble trained inside the fold. The fold's training speakers are dealt
@@ -213,9 +221,14 @@ def speaker_folds(rows: list[dict], folds: int = 4, val_speakers: int = 2, membe
             f"--val-speakers {val_speakers}: must be between 1 and the smallest group size "
             f"({min(len(g) for g in groups)} speakers with --folds {folds})"
         )
+    if refit and members != 1:
+        raise InputError("--refit and --members do not go together: a refit has no test speakers to share")
     result = []
     for k in range(folds):
         test, val = groups[k], groups[(k + 1) % folds][:val_speakers]
+        if refit:
+            result.append(_fold_by_speakers(f"fold{k + 1}-refit", originals, [], val))
+            continue
         if members == 1:
             result.append(_fold_by_speakers(f"fold{k + 1}", originals, test, val))
             continue
@@ -401,10 +414,13 @@ def make_folds(
     folds: int = 4,
     val_speakers: int = 2,
     members: int = 1,
+    refit: bool = False,
 ) -> tuple[list[Fold], list[str], bool]:
     """Folds of `protocol` over `rows`; returns (folds, notes, speaker_independent)."""
     if members != 1 and protocol != "speaker-folds":
         raise InputError(f"--members is an option of --protocol speaker-folds, not of {protocol}")
+    if refit and protocol != "speaker-folds":
+        raise InputError(f"--refit is an option of --protocol speaker-folds, not of {protocol}")
     if protocol == "bimer-balanced":
         fold, notes = balanced_fold(
             rows,
@@ -419,7 +435,7 @@ def make_folds(
     if protocol == "loso":
         result, speaker_independent = loso_folds(rows), True
     elif protocol == "speaker-folds":
-        result, speaker_independent = speaker_folds(rows, folds, val_speakers, members), True
+        result, speaker_independent = speaker_folds(rows, folds, val_speakers, members, refit), True
     elif protocol == "official":
         if manifest_path is None:
             raise InputError(
@@ -565,6 +581,12 @@ def main(argv=None) -> int:
         "m-th group of the fold's training speakers and validates on them too (default %(default)s: "
         "no ensemble)",
     )
+    folds.add_argument(
+        "--refit",
+        action="store_true",
+        help="folds <fold>-refit: each fold's test speakers moved into training, no test set (the "
+        "recipe's final models, once the cross-validation has measured it)",
+    )
     args = parser.parse_args(argv)
 
     path, _, summary = split_manifest(
@@ -580,6 +602,7 @@ def main(argv=None) -> int:
         folds=args.folds,
         val_speakers=args.val_speakers,
         members=args.members,
+        refit=args.refit,
     )
     print(summary)
     print(path)

@@ -251,6 +251,25 @@ def test_speaker_folds_for_an_ensemble_inside_each_fold():
         speaker_folds(rows, folds=4, val_speakers=2, members=16)
 
 
+def test_refit_folds_train_on_every_actor_but_the_validation_ones():
+    """`refit=True`: fold k's test actors join its training set, its validation
+    actors stay, there is no test set."""
+    originals = _actor_rows()
+    rows = originals + _copies(originals)
+    plain = {fold.name: fold for fold in speaker_folds(rows, folds=4, val_speakers=2)}
+    refits = speaker_folds(rows, folds=4, val_speakers=2, refit=True)
+    assert [f.name for f in refits] == [f"fold{k}-refit" for k in range(1, 5)]
+    by_id = _by_id(rows)
+    for k, refit in enumerate(refits, start=1):
+        fold = plain[f"fold{k}"]
+        assert refit.test == [] and refit.val == fold.val
+        assert sorted(refit.train) == sorted(fold.train + fold.test)
+        assert len({by_id[i]["speaker"] for i in refit.train}) == 22
+        check_no_leakage(rows, refit, speaker_independent=True)
+    with pytest.raises(InputError, match="--refit and --members do not go together"):
+        speaker_folds(rows, folds=4, val_speakers=2, members=4, refit=True)
+
+
 def test_split_manifest_adds_copies_of_training_rows_only(tmp_path):
     originals = _actor_rows()
     write_manifest(originals, tmp_path / "manifest.jsonl")
