@@ -11,7 +11,8 @@ is made from (`check_shared_settings`): the 4 fold models of a
 cross-validation, or one config trained with several seeds. With
 `average="weights"` it exports instead one model whose weights are the mean
 of the runs' (`average_weights`, a uniform "model soup"): one model's cost,
-for runs of one architecture fine-tuned from the same starting weights.
+for runs of one architecture fine-tuned a little from the same pretrained
+weights.
 
 The folder's format (signature, input names, metadata) is
 `bimer_tf.serving.export_dir`.
@@ -211,10 +212,12 @@ def average_weights(models: list, run_dirs: list[Path]):
     seed stays the first model's).
 
     Averaged weights answer well only where the models lie in one basin of the
-    loss: runs of one config fine-tuned from the same starting weights (one
-    seed, other learning rates or training data), as in a "model soup"; runs
-    from other random starts average into a poor model. Models of another
-    architecture are refused, naming the first weight that differs.
+    loss: a pretrained model fine-tuned a little from the same starting
+    weights (other learning rates or training data), as in a "model soup".
+    Runs from other random starts, or a head trained from random weights
+    for long, average into a poor model: score the result before serving it.
+    Models of another architecture are refused, naming the first weight
+    that differs.
     """
 
     def layout(model):  # paths without the model's own name, which Keras may have made unique
