@@ -124,3 +124,17 @@ def test_unknown_fold_exits_2(cv_arguments, capsys):
     argv, _ = cv_arguments
     assert run_main(main, argv + ["--folds", "a,zz"]) == 2
     assert "no fold named zz; available: a, b" in capsys.readouterr().err
+
+
+def test_folds_without_test_rows_are_refused(two_fold_corpus, cv_arguments, tmp_path, capsys):
+    """Refit folds (`split --refit`) hold no test speakers: a cross-validation
+    would report their validation figures as held-out ones."""
+    rows = read_manifest(two_fold_corpus)
+    ids = {split: [r["id"] for r in rows if r["speaker"] in FOLDS["a"][split]] for split in ("train", "val", "test")}
+    write_splits(rows, "speaker-folds", [Fold("a-refit", ids["train"] + ids["test"], ids["val"], [])], tmp_path)
+    argv, _ = cv_arguments
+    argv = argv + ["--set", f"data.splits={tmp_path / 'splits.json'}", "--output", str(tmp_path / "cv")]
+    assert run_main(main, argv) == 2
+    assert "fold(s) a-refit have no test rows" in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists()
+
