@@ -237,9 +237,10 @@ def main(argv=None):
     untested = [fold.name for fold in folds if fold.name and not fold.test and fold.train]
     if untested:
         raise InputError(
-            f"{splits_file}: fold(s) {', '.join(untested)} have no test rows (`--refit`, or `--test-per-class 0`), so a "
-            "cross-validation over them would report validation figures as held-out ones; train such "
-            "a fold with `python train.py --set data.fold=NAME`, or cross-validate folds that hold test speakers"
+            f"{splits_file}: fold(s) {', '.join(untested)} have no test rows (`split --refit`, or "
+            "`--test-per-class 0`), so a cross-validation over them would report validation figures as "
+            "held-out ones; train such a fold with `python train.py --set data.fold=NAME`, or "
+            "cross-validate folds that hold test speakers"
         )
     if config.data.fold is not None:
         print(f"note: data.fold={config.data.fold} is ignored; every selected fold is trained")
