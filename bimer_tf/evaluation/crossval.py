@@ -234,7 +234,8 @@ def main(argv=None):
         _, splits_file = splits_path(config)
         protocol, all_folds = read_splits(splits_file)
     folds = select_folds(all_folds, args.folds)
-    untested = [fold.name for fold in folds if fold.name and not fold.test and fold.train]
+    # (Folds read from shard folders list no ids: their test set is checked when trained.)
+    untested = [fold.name for fold in folds if fold.train and not fold.test]
     if untested:
         raise InputError(
             f"{splits_file}: fold(s) {', '.join(untested)} have no test rows (`split --refit`, or "
