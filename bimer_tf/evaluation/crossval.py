@@ -234,7 +234,7 @@ def main(argv=None):
         _, splits_file = splits_path(config)
         protocol, all_folds = read_splits(splits_file)
     folds = select_folds(all_folds, args.folds)
-    # (Folds read from shard folders list no ids: their test set is checked when trained.)
+    # Folds read from shard folders list no ids here, so only manifest folds are checked.
     untested = [fold.name for fold in folds if fold.train and not fold.test]
     if untested:
         raise InputError(
