@@ -112,7 +112,7 @@ def test_averaging_with_learning_rate_multipliers():
 
 @pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5"])
 def test_config_rejects_momentum_outside_zero_to_one(value):
-    with pytest.raises(InputError, match=re.escape(f"trainer.ema_momentum must lie in [0, 1)")):
+    with pytest.raises(InputError, match=re.escape("trainer.ema_momentum must lie in [0, 1)")):
         load_config(overrides=[f"trainer.ema_momentum={value}"])
 
 
