@@ -294,6 +294,16 @@ class TrainerConfig:
     # the exported model use the averaged weights; training goes on from the
     # raw ones. 0.99 averages over about the last 100 steps.
     ema_momentum: float = 0.0
+    # Knowledge distillation: finished run directories (`{fold}` in a path is
+    # replaced by data.fold) whose best checkpoints' mean probabilities on each
+    # training row are mixed into that row's target: (1 - teacher_weight) x
+    # its label + teacher_weight x the teachers' probabilities, sharpened or
+    # softened by teacher_temperature (p^(1/T), renormalised; T > 1 softens).
+    # Serves an ensemble's knowledge at one model's cost
+    # (bimer_tf/training/distill.py).
+    teachers: list[str] = field(default_factory=list)
+    teacher_weight: float = 0.5
+    teacher_temperature: float = 1.0
 
 
 def check_learning_rate_multipliers(multipliers: dict) -> None:
@@ -325,6 +335,18 @@ def validate_trainer(trainer: TrainerConfig) -> None:
     if not 0.0 <= trainer.ema_momentum < 1.0:
         raise InputError(
             f"trainer.ema_momentum must lie in [0, 1) (0: no weight averaging), got {trainer.ema_momentum}"
+        )
+    if not all(isinstance(path, str) and path for path in trainer.teachers):
+        raise InputError(f"trainer.teachers must be a list of run directories, got {trainer.teachers!r}")
+    if not 0.0 < trainer.teacher_weight <= 1.0:
+        raise InputError(
+            f"trainer.teacher_weight must lie in (0, 1] (the teachers' share of each training target), "
+            f"got {trainer.teacher_weight}"
+        )
+    if not 0.0 < trainer.teacher_temperature <= 100.0:
+        raise InputError(
+            f"trainer.teacher_temperature must lie in (0, 100] (1: the teachers' probabilities as they are), "
+            f"got {trainer.teacher_temperature}"
         )
 
 

@@ -92,8 +92,10 @@ def build_dataset(
     shuffle_buffer: int = 2048,
     cache: bool = True,
     seed: int | None = None,
+    targets=None,
 ) -> tf.data.Dataset:
-    """A batched, prefetched dataset of ({speech key, "token_ids", ...}, label_id).
+    """A batched, prefetched dataset of ({speech key, "token_ids", ...}, label_id),
+    or of (features, target distribution) when `targets` (rows x classes) is given.
 
     The speech features sit under the front end's `input_key` (`"log_mel"`,
     or `"whisper_features"`). `frontend=None` gives a text-only dataset and
@@ -107,8 +109,10 @@ def build_dataset(
     """
     if not rows:
         raise InputError("no usable rows for this split; check the manifest and the data report")
-    label_ids = [labels.index(row["label"]) for row in rows]
-    columns = {"label": tf.constant(label_ids, tf.int32)}
+    if targets is None:
+        columns = {"label": tf.constant([labels.index(row["label"]) for row in rows], tf.int32)}
+    else:
+        columns = {"label": tf.constant(targets, tf.float32)}
     if frontend is not None:
         columns["audio"] = tf.constant([row["audio"] for row in rows])
     if text_preprocessor is not None:

@@ -105,6 +105,8 @@ def hparams_of(config) -> dict:
         "spec_augment.enabled": config.spec_augment.enabled,
         "trainer.class_weight": config.trainer.class_weight,
         "trainer.ema_momentum": config.trainer.ema_momentum,
+        # 0 when no teachers: the dashboard can then sort distilled runs from the others.
+        "trainer.teacher_weight": config.trainer.teacher_weight if config.trainer.teachers else 0.0,
     }
 
 

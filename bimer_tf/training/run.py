@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from bimer_tf.config import ExperimentConfig, save_config
@@ -49,6 +50,7 @@ from bimer_tf.training.callbacks import (
     flush_keras_tensorboard,
     write_hparams,
 )
+from bimer_tf.training.distill import one_hot_targets, teacher_targets
 from bimer_tf.training.run_data import resolve_data
 from bimer_tf.training.metrics import UnweightedAccuracy
 from bimer_tf.training.optimizer import make_optimizer
@@ -198,6 +200,21 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     )
     if weights is not None:
         report["class_weight"] = {labels[index]: weight for index, weight in weights.items()}
+    distilled = None
+    if config.trainer.teachers:
+        if data.shards is not None:
+            raise InputError(
+                "trainer.teachers needs data.format=manifest: the teachers' probabilities are joined "
+                "to manifest rows"
+            )
+        train_rows = checks["train"].kept
+        distilled = teacher_targets(config, train_rows, data)
+        report["teachers"] = distilled.report(
+            config.trainer.teachers,
+            np.array([labels.index(row["label"]) for row in train_rows]),
+            config.trainer.teacher_weight,
+            config.trainer.teacher_temperature,
+        )
     (run_dir / "data_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     for split, check in checks.items():
         summary = check.summary()
@@ -210,6 +227,13 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
             print(f"  skipped {count}: {reason}")
     if weights is not None:
         print("class weights (balanced): " + ", ".join(f"{k} {v:.3f}" for k, v in report["class_weight"].items()))
+    if distilled is not None:
+        teachers = report["teachers"]
+        print(
+            f"distilling {len(config.trainer.teachers)} teacher(s) (weight {teachers['weight']}, temperature "
+            f"{teachers['temperature']}): their UA on the training rows {teachers['train_ua']}, mean target "
+            f"on the label {teachers['mean_target_on_label']}"
+        )
     steps_per_epoch = max(1, math.ceil(report["train"]["kept"] / config.data.batch_size))
 
     with strategy.scope():
@@ -217,7 +241,10 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
         ua = UnweightedAccuracy(len(labels), name="ua")
         model.compile(
             optimizer=make_optimizer(config, steps_per_epoch),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
+            # A distilled run's targets are distributions (its validation rows' one-hot).
+            loss=keras.losses.CategoricalCrossentropy()
+            if distilled is not None
+            else keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy", ua],
         )
     patch_keras_distributed(model, strategy)
@@ -236,7 +263,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
     # data repeats, and every epoch is `steps_per_epoch` steps.
     endless = multi_worker and data.shards is not None
 
-    def dataset(split, training):
+    def dataset(split, training, targets=None):
         if data.shards is not None:
             return build_shard_dataset(
                 checks[split].files,
@@ -263,6 +290,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
             shuffle_buffer=config.data.shuffle_buffer,
             cache=config.data.cache,
             seed=config.trainer.seed,
+            targets=targets,
         ).with_options(sharding)
 
     log_dir = run_dir / "tensorboard"
@@ -277,7 +305,11 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
             f"(best validation UA so far {state['best']} at epoch {state['best_epoch']}"
             + (f"; dropped {dropped} TensorBoard events written after that epoch)" if dropped else ")")
         )
-    train_ds, val_ds = dataset("train", True), dataset("val", False)
+    if distilled is None:
+        train_ds, val_ds = dataset("train", True), dataset("val", False)
+    else:
+        train_ds = dataset("train", True, distilled.targets)
+        val_ds = dataset("val", False, one_hot_targets(checks["val"].kept, labels))
     # Resumed: no second graph / model summary in the one TensorBoard history.
     tensorboard = keras.callbacks.TensorBoard(str(log_dir), write_graph=state is None)
     callbacks = [
