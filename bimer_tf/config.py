@@ -304,6 +304,10 @@ class TrainerConfig:
     teachers: list[str] = field(default_factory=list)
     teacher_weight: float = 0.5
     teacher_temperature: float = 1.0
+    # "all": every teacher answers every training row; "unseen": a row's
+    # target averages only the teachers that did not train on it (the members
+    # of `split --members`, each of which left out some training speakers).
+    teacher_rows: str = "all"
 
 
 def check_learning_rate_multipliers(multipliers: dict) -> None:
@@ -343,6 +347,8 @@ def validate_trainer(trainer: TrainerConfig) -> None:
             f"trainer.teacher_weight must lie in (0, 1] (the teachers' share of each training target), "
             f"got {trainer.teacher_weight}"
         )
+    if trainer.teacher_rows not in ("all", "unseen"):
+        raise InputError(f"trainer.teacher_rows must be 'all' or 'unseen', got '{trainer.teacher_rows}'")
     if not 0.0 < trainer.teacher_temperature <= 100.0:
         raise InputError(
             f"trainer.teacher_temperature must lie in (0, 100] (1: the teachers' probabilities as they are), "

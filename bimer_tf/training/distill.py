@@ -13,6 +13,13 @@ where soften(p) = p^(1/T) / sum(p^(1/T)) with T = `teacher_temperature`
 Validation and test rows keep their labels: the best epoch is chosen on
 validation UA as in any run.
 
+A teacher is nearly certain of the rows it trained on, so there its answer
+adds little to the label. With `trainer.teacher_rows: unseen` each row's
+target averages only the teachers that did not train on it (cross-fitted
+targets): the members of `python -m bimer_tf.data.split --members M` each
+leave out a group of the fold's training speakers, so every training row
+gets the answer of a model that never heard its speaker.
+
 A teacher that trained (or chose its checkpoint) on rows this run validates
 or tests on would carry them into the targets, so such teachers are refused:
 by origin (augmented copies count as their original clip) and, when this
@@ -38,15 +45,19 @@ class TeacherTargets:
 
     targets: np.ndarray  # (rows, classes): each training row's target distribution
     teacher_probabilities: np.ndarray  # (rows, classes): the teachers' mean, before softening
+    teachers_per_row: np.ndarray  # (rows,): how many teachers answered each row
 
-    def report(self, teachers: list[str], label_ids: np.ndarray, weight: float, temperature: float) -> dict:
+    def report(self, config: ExperimentConfig, label_ids: np.ndarray) -> dict:
         """For data_report.json: how well the teachers fit the training rows, how sure they are."""
         predicted = self.teacher_probabilities.argmax(axis=1)
         recalls = [np.mean(predicted[label_ids == c] == c) for c in np.unique(label_ids)]
+        trainer = config.trainer
         return {
-            "runs": teachers,
-            "weight": weight,
-            "temperature": temperature,
+            "runs": list(trainer.teachers),
+            "rows": trainer.teacher_rows,
+            "weight": trainer.teacher_weight,
+            "temperature": trainer.teacher_temperature,
+            "teachers_per_row": [int(self.teachers_per_row.min()), int(self.teachers_per_row.max())],
             "train_ua": round(float(np.mean(recalls)), 4),
             "mean_top_probability": round(float(self.teacher_probabilities.max(axis=1).mean()), 4),
             "mean_target_on_label": round(float(self.targets[np.arange(len(label_ids)), label_ids].mean()), 4),
@@ -111,13 +122,9 @@ def check_teacher_data(teacher: Path, theirs: RunData, ours: RunData) -> None:
                     )
 
 
-def teacher_probabilities(teacher: Path, config: ExperimentConfig, rows: list[dict], data: RunData) -> np.ndarray:
-    """One teacher's probabilities on `rows`, in `config.data.labels` order."""
-    from bimer_tf.evaluation.metrics import predict_dataset
-    from bimer_tf.models import build_text_preprocessor, task_modalities
-    from bimer_tf.pipeline.dataset import build_dataset, validate_rows
-    from bimer_tf.pipeline.frontend import build_speech_frontend
-
+def checked_teacher(teacher: Path, config: ExperimentConfig, data: RunData) -> tuple[ExperimentConfig, RunData]:
+    """A teacher's config and data, once it is known to predict this run's classes
+    and not to have learned from this run's validation or test rows."""
     check_finished_run(teacher, what="trainer.teachers")
     theirs = read_run_config(teacher)
     if list(theirs.data.labels) != list(config.data.labels):
@@ -125,7 +132,18 @@ def teacher_probabilities(teacher: Path, config: ExperimentConfig, rows: list[di
             f"trainer.teachers: {teacher} predicts {theirs.data.labels}; this run's data.labels are "
             f"{config.data.labels} (same classes, same order)"
         )
-    check_teacher_data(teacher, resolve_data(theirs), data)
+    their_data = resolve_data(theirs)
+    check_teacher_data(teacher, their_data, data)
+    return theirs, their_data
+
+
+def teacher_probabilities(teacher: Path, theirs: ExperimentConfig, rows: list[dict], batch_size: int) -> np.ndarray:
+    """A checked teacher's probabilities on `rows`, through its own front end and tokenizer."""
+    from bimer_tf.evaluation.metrics import predict_dataset
+    from bimer_tf.models import build_text_preprocessor, task_modalities
+    from bimer_tf.pipeline.dataset import build_dataset, validate_rows
+    from bimer_tf.pipeline.frontend import build_speech_frontend
+
     needs_audio, needs_text = task_modalities(theirs)
     frontend = build_speech_frontend(theirs) if needs_audio else None
     check = validate_rows(rows, theirs.data.labels, frontend, needs_text)
@@ -140,10 +158,11 @@ def teacher_probabilities(teacher: Path, config: ExperimentConfig, rows: list[di
         theirs.data.labels,
         frontend,
         build_text_preprocessor(theirs) if needs_text else None,
-        batch_size=config.data.batch_size,
+        batch_size=batch_size,
         training=False,
         cache=False,
     )
+    print(f"teacher {teacher}: predicting {len(rows)} training rows")
     _, probabilities = predict_dataset(load_best_model(teacher), dataset)
     return probabilities
 
@@ -164,12 +183,36 @@ def mixed_targets(label_ids: np.ndarray, probabilities: np.ndarray, weight: floa
 
 
 def teacher_targets(config: ExperimentConfig, rows: list[dict], data: RunData) -> TeacherTargets:
-    """The distillation targets of the kept training `rows` (`trainer.teachers` set)."""
-    teachers = teacher_dirs(config)
-    mean = np.mean([teacher_probabilities(teacher, config, rows, data) for teacher in teachers], axis=0)
+    """The distillation targets of the kept training `rows` (`trainer.teachers` set).
+
+    With `trainer.teacher_rows: unseen` a row's teachers are those that did
+    not train on it (by origin), and each teacher predicts only those rows.
+    """
+    unseen_only = config.trainer.teacher_rows == "unseen"
+    row_origins = [row.get("origin") or row["id"] for row in rows]
+    sums = np.zeros((len(rows), len(config.data.labels)))
+    counts = np.zeros(len(rows), dtype=int)
+    for teacher in teacher_dirs(config):
+        theirs, their_data = checked_teacher(teacher, config, data)
+        answers = np.ones(len(rows), dtype=bool)
+        if unseen_only:
+            trained_on = origins(their_data.splits["train"])
+            answers = np.array([origin not in trained_on for origin in row_origins])
+        if answers.any():
+            chosen = [rows[i] for i in np.flatnonzero(answers)]
+            sums[answers] += teacher_probabilities(teacher, theirs, chosen, config.data.batch_size)
+            counts[answers] += 1
+    if not counts.all():
+        first = rows[int(np.argmin(counts))]["id"]
+        raise InputError(
+            f"trainer.teacher_rows=unseen: every teacher trained on {int((counts == 0).sum())} training "
+            f"row(s) (e.g. {first}); each row needs a teacher that left it out, as the members of "
+            "`python -m bimer_tf.data.split --members M` do"
+        )
+    mean = sums / counts[:, None]
     label_ids = np.array([config.data.labels.index(row["label"]) for row in rows])
     targets = mixed_targets(label_ids, mean, config.trainer.teacher_weight, config.trainer.teacher_temperature)
-    return TeacherTargets(targets, mean)
+    return TeacherTargets(targets, mean, counts)
 
 
 def one_hot_targets(rows: list[dict], labels: list[str]) -> np.ndarray:

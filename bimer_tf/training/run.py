@@ -209,12 +209,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
             )
         train_rows = checks["train"].kept
         distilled = teacher_targets(config, train_rows, data)
-        report["teachers"] = distilled.report(
-            config.trainer.teachers,
-            np.array([labels.index(row["label"]) for row in train_rows]),
-            config.trainer.teacher_weight,
-            config.trainer.teacher_temperature,
-        )
+        report["teachers"] = distilled.report(config, np.array([labels.index(row["label"]) for row in train_rows]))
     (run_dir / "data_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     for split, check in checks.items():
         summary = check.summary()

@@ -61,16 +61,16 @@ def kept_training_rows(config):
     return validate_rows(data.splits["train"], config.data.labels, frontend, False).kept, data
 
 
-def teacher_with_fold(tiny_corpus, preset, tmp_path, checkpoint, train=None, val=None, rows=None):
+def teacher_with_fold(tiny_corpus, preset, tmp_path, checkpoint, train=None, val=None, rows=None, name="teacher"):
     """A teacher trained on other splits of the tiny corpus (or of `rows`)."""
     manifest = tiny_corpus
     if rows is not None:
-        manifest = write_manifest(rows, tmp_path / "teacher_corpus" / "manifest.jsonl")
+        manifest = write_manifest(rows, tmp_path / f"{name}_corpus" / "manifest.jsonl")
     _, (fold,) = read_splits(tiny_corpus.parent / "splits.json")
     fold = Fold(fold.name, train or fold.train, val or fold.val, [])
-    splits = write_splits(rows or read_manifest(tiny_corpus), "speaker-holdout", [fold], tmp_path / "teacher_splits")
+    splits = write_splits(rows or read_manifest(tiny_corpus), "speaker-holdout", [fold], tmp_path / f"{name}_splits")
     config = student_config(tiny_corpus, preset, f"data.manifest={manifest}", f"data.splits={splits}")
-    return make_teacher(tmp_path / "teacher", checkpoint, config)
+    return make_teacher(tmp_path / name, checkpoint, config)
 
 
 def test_soften_and_mixed_targets():
@@ -142,7 +142,7 @@ def test_a_distilled_run_trains_on_the_targets_and_records_its_teachers(
     assert test_targets is None
 
     report = json.loads((run_dir / "data_report.json").read_text())["teachers"]
-    assert report["runs"] == [str(teacher)]
+    assert report["runs"] == [str(teacher)] and report["rows"] == "all" and report["teachers_per_row"] == [1, 1]
     assert report["train_ua"] == 0.25  # it answers "angry" to everything
     assert report["mean_top_probability"] == pytest.approx(0.6)
     # Half the label, half the teacher's probability of it.
@@ -165,6 +165,39 @@ def test_a_fold_field_names_each_folds_teacher(tiny_corpus, tiny_bert_preset, tm
     unset = student_config(tiny_corpus, tiny_bert_preset, f"trainer.teachers=['{pattern}']")
     with pytest.raises(InputError, match=r"\{fold\} field: set data.fold"):
         teacher_targets(unset, rows, data)
+
+
+def test_unseen_rows_take_the_answers_of_the_teachers_that_left_them_out(
+    tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints
+):
+    """Two members, each trained on one of the two training speakers: each
+    speaker's rows get the other member's answer (cross-fitted targets)."""
+    corpus = read_manifest(tiny_corpus)
+    of = {speaker: [row["id"] for row in corpus if row["speaker"] == speaker] for speaker in ("s1", "s2")}
+    members = [
+        teacher_with_fold(tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints[checkpoint], train=of[speaker], name=speaker)
+        for checkpoint, speaker in (("p", "s1"), ("q", "s2"))
+    ]
+    teachers = f"trainer.teachers=[{members[0]},{members[1]}]"
+    config = student_config(tiny_corpus, tiny_bert_preset, teachers, "trainer.teacher_rows=unseen")
+    rows, data = kept_training_rows(config)
+    distilled = teacher_targets(config, rows, data)
+    expected = [TEACHER_Q if row["speaker"] == "s1" else TEACHER_P for row in rows]
+    np.testing.assert_allclose(distilled.teacher_probabilities, expected, rtol=1e-5)
+    np.testing.assert_array_equal(distilled.teachers_per_row, 1)
+
+    # By default every teacher answers every row.
+    every = teacher_targets(student_config(tiny_corpus, tiny_bert_preset, teachers), rows, data)
+    np.testing.assert_allclose(every.teacher_probabilities, np.tile((TEACHER_P + TEACHER_Q) / 2, (len(rows), 1)), rtol=1e-5)
+
+    # A row every teacher trained on has no answer to learn from (speaker s1's 8 clips and
+    # its row without a transcript).
+    whole = teacher_with_fold(
+        tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints["q"], train=of["s1"] + of["s2"], name="whole"
+    )
+    config = student_config(tiny_corpus, tiny_bert_preset, f"trainer.teachers=[{members[0]},{whole}]", "trainer.teacher_rows=unseen")
+    with pytest.raises(InputError, match=r"every teacher trained on 9 training row\(s\) \(e.g. s1_"):
+        teacher_targets(config, rows, data)
 
 
 def split_ids(tiny_corpus):
@@ -229,6 +262,7 @@ def test_teachers_of_other_classes_or_named_twice_are_refused(tiny_corpus, tiny_
         ("trainer.teacher_weight=0", r"teacher_weight must lie in \(0, 1\]"),
         ("trainer.teacher_weight=1.5", r"teacher_weight must lie in \(0, 1\]"),
         ("trainer.teacher_temperature=0", r"teacher_temperature must lie in \(0, 100\]"),
+        ("trainer.teacher_rows=some", "trainer.teacher_rows must be 'all' or 'unseen'"),
     ],
 )
 def test_teacher_settings_are_checked(override, message):
