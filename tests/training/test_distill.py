@@ -205,21 +205,22 @@ def split_ids(tiny_corpus):
     return fold
 
 
-def test_a_teacher_trained_on_the_test_clips_is_refused(tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints):
+@pytest.mark.parametrize(
+    "learned, message",
+    [
+        ("train", r"trained on 8 clip\(s\) of this run's test split"),
+        ("val", r"chose its checkpoint on 8 clip\(s\) of this run's test split"),
+    ],
+)
+def test_a_teacher_that_learned_from_the_test_clips_is_refused(
+    tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints, learned, message
+):
     fold = split_ids(tiny_corpus)
-    teacher = teacher_with_fold(tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints["p"], train=fold.train + fold.test)
+    splits = {"train": fold.train + fold.test} if learned == "train" else {"val": fold.test}
+    teacher = teacher_with_fold(tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints["p"], **splits)
     config = student_config(tiny_corpus, tiny_bert_preset, f"trainer.teachers=[{teacher}]")
     rows, data = kept_training_rows(config)
-    with pytest.raises(InputError, match=r"trained on 8 clip\(s\) of this run's test split"):
-        teacher_targets(config, rows, data)
-
-
-def test_a_teacher_that_chose_its_checkpoint_on_the_test_clips_is_refused(tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints):
-    fold = split_ids(tiny_corpus)
-    teacher = teacher_with_fold(tiny_corpus, tiny_bert_preset, tmp_path, constant_checkpoints["p"], val=fold.test)
-    config = student_config(tiny_corpus, tiny_bert_preset, f"trainer.teachers=[{teacher}]")
-    rows, data = kept_training_rows(config)
-    with pytest.raises(InputError, match=r"chose its checkpoint on 8 clip\(s\) of this run's test split"):
+    with pytest.raises(InputError, match=message):
         teacher_targets(config, rows, data)
 
 
