@@ -22,6 +22,7 @@ class UnweightedAccuracy(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = tf.convert_to_tensor(y_true)
         if y_true.shape.rank == 2 and y_true.shape[-1] == self.num_classes:
             y_true = tf.argmax(y_true, axis=-1)  # target distributions (a distilled run)
         y_true = tf.reshape(tf.cast(y_true, tf.int32), [-1])

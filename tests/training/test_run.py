@@ -65,6 +65,10 @@ def test_unweighted_accuracy_is_macro_recall():
     assert float(metric.result()) == pytest.approx((0.75 + 1.0 + 0.0) / 3)
     metric.reset_state()
     assert float(metric.result()) == 0.0
+    # Target distributions (a distilled run's) count as their largest class.
+    targets = 0.6 * np.eye(3)[y_true] + 0.4 * np.eye(3)[[1, 1, 1, 1, 0, 0]]
+    metric.update_state(targets, y_pred)
+    assert float(metric.result()) == pytest.approx((0.75 + 1.0 + 0.0) / 3)
 
 
 def test_strategy_names():
