@@ -46,9 +46,11 @@ class TeacherTargets:
     targets: np.ndarray  # (rows, classes): each training row's target distribution
     teacher_probabilities: np.ndarray  # (rows, classes): the teachers' mean, before softening
     teachers_per_row: np.ndarray  # (rows,): how many teachers answered each row
+    label_ids: np.ndarray  # (rows,)
 
-    def report(self, config: ExperimentConfig, label_ids: np.ndarray) -> dict:
+    def report(self, config: ExperimentConfig) -> dict:
         """For data_report.json: how well the teachers fit the training rows, how sure they are."""
+        label_ids = self.label_ids
         predicted = self.teacher_probabilities.argmax(axis=1)
         recalls = [np.mean(predicted[label_ids == c] == c) for c in np.unique(label_ids)]
         trainer = config.trainer
@@ -81,8 +83,13 @@ def teacher_dirs(config: ExperimentConfig) -> list[Path]:
     return paths
 
 
+def origin(row: dict) -> str:
+    """The clip a row comes from (an augmented copy's original, else the row itself)."""
+    return row.get("origin") or row["id"]
+
+
 def origins(rows: list[dict]) -> set[str]:
-    return {row.get("origin") or row["id"] for row in rows}
+    return {origin(row) for row in rows}
 
 
 def speakers(rows: list[dict]) -> set[str]:
@@ -189,7 +196,7 @@ def teacher_targets(config: ExperimentConfig, rows: list[dict], data: RunData) -
     not train on it (by origin), and each teacher predicts only those rows.
     """
     unseen_only = config.trainer.teacher_rows == "unseen"
-    row_origins = [row.get("origin") or row["id"] for row in rows]
+    row_origins = [origin(row) for row in rows]
     sums = np.zeros((len(rows), len(config.data.labels)))
     counts = np.zeros(len(rows), dtype=int)
     for teacher in teacher_dirs(config):
@@ -197,7 +204,7 @@ def teacher_targets(config: ExperimentConfig, rows: list[dict], data: RunData) -
         answers = np.ones(len(rows), dtype=bool)
         if unseen_only:
             trained_on = origins(their_data.splits["train"])
-            answers = np.array([origin not in trained_on for origin in row_origins])
+            answers = np.array([clip not in trained_on for clip in row_origins])
         if answers.any():
             chosen = [rows[i] for i in np.flatnonzero(answers)]
             sums[answers] += teacher_probabilities(teacher, theirs, chosen, config.data.batch_size)
@@ -212,7 +219,7 @@ def teacher_targets(config: ExperimentConfig, rows: list[dict], data: RunData) -
     mean = sums / counts[:, None]
     label_ids = np.array([config.data.labels.index(row["label"]) for row in rows])
     targets = mixed_targets(label_ids, mean, config.trainer.teacher_weight, config.trainer.teacher_temperature)
-    return TeacherTargets(targets, mean, counts)
+    return TeacherTargets(targets, mean, counts, label_ids)
 
 
 def one_hot_targets(rows: list[dict], labels: list[str]) -> np.ndarray:

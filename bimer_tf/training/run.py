@@ -29,7 +29,6 @@ from collections import Counter
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from bimer_tf.config import ExperimentConfig, save_config
@@ -207,9 +206,8 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False) ->
                 "trainer.teachers needs data.format=manifest: the teachers' probabilities are joined "
                 "to manifest rows"
             )
-        train_rows = checks["train"].kept
-        distilled = teacher_targets(config, train_rows, data)
-        report["teachers"] = distilled.report(config, np.array([labels.index(row["label"]) for row in train_rows]))
+        distilled = teacher_targets(config, checks["train"].kept, data)
+        report["teachers"] = distilled.report(config)
     (run_dir / "data_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     for split, check in checks.items():
         summary = check.summary()
