@@ -13,7 +13,9 @@ more than once exports the runs' ensemble: one graph that runs the shared
 front end once and answers the mean of the runs' probabilities (e.g. the
 fold models of `python -m bimer_tf.crossval`); with `--average weights`, one
 model whose weights are the mean of the runs' (runs of one model config
-fine-tuned from the same starting weights), at one model's cost.
+fine-tuned from the same starting weights), at one model's cost; with
+`--average encoder` (speech models whose top Whisper layers were trained),
+those layers averaged and run once, under each run's own pooling and head.
 """
 
 import argparse
@@ -23,6 +25,7 @@ from bimer_tf.cli import quiet_startup
 quiet_startup()  # before anything imports TensorFlow
 
 from bimer_tf.cli import run_main  # noqa: E402
+from bimer_tf.serving.export import AVERAGES  # noqa: E402
 
 
 def main(argv=None):
@@ -40,9 +43,10 @@ def main(argv=None):
         "--version", type=int, metavar="N", help="version number (default: one above the highest present)"
     )
     parser.add_argument(
-        "--average", choices=("probabilities", "weights"), default="probabilities",
-        help="several runs: answer the mean of their probabilities (default; every model runs) or run one "
-        "model with the mean of their weights (runs of one model config from the same starting weights)",
+        "--average", choices=AVERAGES, default="probabilities",
+        help="several runs: answer the mean of their probabilities (default; every model runs), run one "
+        "model with the mean of their weights (runs of one model config from the same starting weights), "
+        "or run their trained Whisper layers once with the mean of their weights under every run's own head",
     )
     parser.add_argument(
         "--xla", action="store_true",

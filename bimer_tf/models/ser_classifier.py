@@ -46,6 +46,16 @@ class SERClassifier(EmotionClassifier):
         self.num_classes = num_classes
         self.dropout = dropout
 
+    def head_after_encoder(self, name: str | None = None) -> keras.Model:
+        """The classifier from the states its backbone's trained encoder layers
+        put out (`SpeechWhisperBackbone.top_encoder`) to probabilities: the
+        backbone's pooling and this model's head, sharing their weights.
+        ValueError when the backbone has no trained encoder layers."""
+        pooling = self.speech_backbone.pooling_head()
+        states = keras.Input(shape=pooling.input.shape[1:], name="encoder_states")
+        probabilities = self.output_dense(self.classifier_dropout(pooling(states)))
+        return keras.Model(states, probabilities, name=name or f"{self.name}_head")
+
     def head_config(self) -> dict:
         return {
             "num_classes": self.num_classes,

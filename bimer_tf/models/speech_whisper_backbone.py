@@ -368,6 +368,16 @@ class SpeechWhisperBackbone(keras_hub.models.Backbone):
         )
         return config
 
+    def pooling_head(self) -> keras.Model:
+        """Everything after `top_encoder`, as a model of the same layers (and
+        weights): its output states `[batch, steps, hidden_dim]` ->
+        `pooled_output`. Runs whose trained encoder layers are averaged into
+        one share that encoder and keep their own pooling this way
+        (`bimer_tf.serving.export.shared_encoder_ensemble`)."""
+        if self.top_encoder is None:
+            raise ValueError("pooling_head needs top_encoder: without trained encoder layers the whole backbone pools")
+        return keras.Model(self.output["sequence_output"], self.output["pooled_output"], name=f"{self.name}_pooling")
+
     @classmethod
     def from_config(cls, config):
         config = dict(config)

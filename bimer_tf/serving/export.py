@@ -12,7 +12,10 @@ cross-validation, or one config trained with several seeds. With
 `average="weights"` it exports instead one model whose weights are the mean
 of the runs' (`average_weights`, a uniform "model soup"): one model's cost,
 for runs of one architecture fine-tuned a little from the same pretrained
-weights.
+weights. `average="encoder"` sits between the two, for speech models whose
+top Whisper layers were trained (`shared_encoder_ensemble`): those layers'
+weights are averaged and run once, each run's own pooling and head reads
+their output, and the heads' probabilities are averaged.
 
 The folder's format (signature, input names, metadata) is
 `bimer_tf.serving.export_dir`.
@@ -143,7 +146,7 @@ def trim_token_padding(tokens: dict) -> dict:
     return {key: value[:, :length] for key, value in tokens.items()}
 
 
-AVERAGES = ("probabilities", "weights")
+AVERAGES = ("probabilities", "weights", "encoder")
 
 
 def export_run(
@@ -159,8 +162,9 @@ def export_run(
     (they must pass `check_shared_settings`; the first run's config goes into
     the metadata, every run's path into its `runs`).
     `average`: how several runs become one answer: the mean of their
-    probabilities (every model runs), or of their weights (one model runs;
-    see `average_weights`).
+    probabilities (every model runs), of their weights (one model runs;
+    see `average_weights`), or of their trained encoder layers' weights with
+    every run's head on them (see `shared_encoder_ensemble`).
     `xla`: compile the model part of the graph with XLA (see `build_export_archive`).
     """
     from bimer_tf.serving.warmup import write_warmup_requests
@@ -173,8 +177,8 @@ def export_run(
         raise InputError("a run is given twice: an ensemble averages different runs")
     if average not in AVERAGES:
         raise InputError(f"unknown average '{average}'; choose {' or '.join(AVERAGES)}")
-    if average == "weights" and len(run_dirs) < 2:
-        raise InputError("averaging weights takes at least two runs (--run A --run B)")
+    if average != "probabilities" and len(run_dirs) < 2:
+        raise InputError(f"--average {average} takes at least two runs (--run A --run B)")
     configs = [read_run_config(run) for run in run_dirs]
     check_shared_settings(run_dirs, configs)
     config = configs[0]
@@ -187,6 +191,8 @@ def export_run(
     models = [load_best_model(run) for run in run_dirs]
     if average == "weights":
         models = [average_weights(models, run_dirs)]
+    elif average == "encoder":
+        models = [shared_encoder_ensemble(models, run_dirs)]
     archive, serve = build_export_archive(models, config, xla=xla)
     archive.write_out(str(target), verbose=False)
     write_warmup_requests(target, config.audio.sample_rate)  # TF Serving replays them on load
@@ -239,6 +245,40 @@ def average_weights(models: list, run_dirs: list[Path]):
         if np.issubdtype(values[0].dtype, np.floating):
             weights[0].assign(np.mean(values, axis=0).astype(values[0].dtype))
     return first
+
+
+def shared_encoder_ensemble(models: list, run_dirs: list[Path]):
+    """One Keras model for runs whose speech model fine-tuned its top Whisper
+    encoder layers (`model.speech.whisper.trainable_layers`): those layers
+    with the mean of the runs' weights, run once, then each run's own
+    pooling and head (`SERClassifier.head_after_encoder`) on their output,
+    answering the mean of the heads' probabilities. Its input is the runs'
+    (the frozen lower layers' states).
+
+    The costly part (a Whisper layer on every frame) runs once, where an
+    ensemble runs it per run, and the heads keep the runs' differences. It
+    answers as that ensemble does as far as the runs' trained layers stayed
+    close (fine-tuned a little from the same pretrained layers): score it on
+    validation data before serving it. Runs of other models, or without
+    trained encoder layers, are refused.
+    """
+    import keras
+
+    from bimer_tf.models.ser_classifier import SERClassifier
+
+    for run, model in zip(run_dirs, models):
+        if not isinstance(model, SERClassifier) or getattr(model.speech_backbone, "top_encoder", None) is None:
+            raise InputError(
+                f"{run} has no trained Whisper encoder layers to share: --average encoder takes speech models "
+                "trained with model.speech.whisper.trainable_layers >= 1; export the ensemble of their "
+                "probabilities instead (--average probabilities)"
+            )
+    encoder = average_weights([model.speech_backbone.top_encoder for model in models], run_dirs)
+    states = keras.Input(shape=encoder.input.shape[1:], name=models[0].speech_backbone.input.name)
+    shared = encoder(states)
+    heads = [model.head_after_encoder(name=f"head_{index}")(shared) for index, model in enumerate(models)]
+    probabilities = keras.layers.Average(name="probabilities")(heads)
+    return keras.Model({states.name: states}, probabilities, name="shared_encoder_ensemble")
 
 
 def check_shared_settings(run_dirs, configs) -> None:

@@ -85,7 +85,8 @@ def write_metadata(
     `xla` records that the graph holds an XLA-compiled function (TF Serving
     then needs `--xla_cpu_compilation_enabled=true`); `runs`, the run
     directories whose models it holds (more than one: an ensemble), and
-    `average`, how their answers were made one ("probabilities" or "weights").
+    `average`, how their answers were made one ("probabilities", "weights"
+    or "encoder"; `bimer_tf.serving.export.AVERAGES`).
     """
     from bimer_tf.config import to_dict
 
@@ -116,7 +117,7 @@ class ExportInfo:
     config: dict = field(default_factory=dict)  # the resolved training config
     xla: bool = False  # the graph holds an XLA-compiled function
     runs: tuple[str, ...] = ()  # the run directories it was exported from (several: an ensemble)
-    average: str | None = None  # several runs: "probabilities" (all run) or "weights" (one averaged model)
+    average: str | None = None  # several runs: "probabilities" (all run), "weights" (one averaged model), "encoder"
 
     @property
     def kind(self) -> str:

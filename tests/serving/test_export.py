@@ -12,7 +12,7 @@ from bimer_tf.audio.wav import synthetic_wav
 from bimer_tf.serving.export import export_run
 from bimer_tf.serving.export_dir import METADATA_FILE, load_saved_model
 
-from conftest import TINY_LABELS, TINY_TEXTS, synth_tone
+from conftest import TINY_LABELS, TINY_TEXTS, synth_tone, tiny_overrides
 
 # Ops of tensorflow-text, which TF Serving links; anything else outside core TF
 # (a tensorflow-io op, say) would fail to load in a stock server.
@@ -278,7 +278,7 @@ def test_averaged_weights_export_one_model_with_the_mean_weights(tiny_run, tmp_p
     np.testing.assert_allclose(answers[1], answers[0], atol=1e-5)
 
     assert _export_command(["--run", tiny_run, "--average", "weights", "--output", tmp_path / "one"]) == 2
-    assert "averaging weights takes at least two runs" in capsys.readouterr().err
+    assert "--average weights takes at least two runs" in capsys.readouterr().err
     with pytest.raises(InputError, match="unknown average 'median'"):
         export_run([tiny_run, other], tmp_path / "median", average="median")
 
@@ -317,3 +317,143 @@ def test_an_ensemble_shares_only_what_its_task_reads():
     with pytest.raises(InputError, match="their text differ"):
         check_shared_settings(runs, [load_config(model="ter_bert"), load_config(model="ter_bert", overrides=[
             "text.sequence_length=16"])])
+
+# --- --average encoder: the runs' trained Whisper layers averaged and run once,
+# each run's own pooling and head on their output.
+
+
+def whisper_config(tiny_corpus, preset, trainable_layers=1):
+    """ser_whisper on tiny.en's first two layers, the second one trained."""
+    from bimer_tf.config import load_config
+
+    return load_config(model="ser_whisper", overrides=[
+        *tiny_overrides(tiny_corpus, preset),
+        "model.speech.whisper.source=whisper-tiny-offline",
+        "model.speech.whisper.layers=2",
+        f"model.speech.whisper.trainable_layers={trainable_layers}",
+        "model.speech.whisper.pooling=attentive_mean_std",
+        "model.speech.whisper.feature_dim=8",
+    ])
+
+
+def fine_tuned(config, seed, scale):
+    """A model of `config` with its own head (seed) and its trained layer's
+    weights moved from the pretrained ones (scaled by `scale`)."""
+    import keras
+
+    from bimer_tf.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(config)
+    for weight in model.speech_backbone.top_encoder.weights:
+        weight.assign(weight * scale)
+    return model
+
+
+def with_encoder(config, model, encoder_weights):
+    """A copy of `model` (of `config`) whose trained layer holds `encoder_weights`."""
+    from bimer_tf.models import build_model
+
+    copy = build_model(config)
+    copy.set_weights(model.get_weights())
+    for weight, value in zip(copy.speech_backbone.top_encoder.weights, encoder_weights):
+        weight.assign(value)
+    return copy
+
+
+def make_run(folder, model, config):
+    from bimer_tf.config import save_config
+
+    (folder / "checkpoints").mkdir(parents=True)
+    model.save(folder / "checkpoints" / "best.keras")
+    save_config(config, folder / "config.yaml")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_models(tiny_corpus, tiny_bert_preset):
+    config = whisper_config(tiny_corpus, tiny_bert_preset)
+    return config, [fine_tuned(config, seed, scale) for seed, scale in ((0, 0.97), (1, 1.05))]
+
+
+def frozen_states(config, wavs):
+    """The frozen lower layer's states of the clips, as the front end computes them."""
+    from bimer_tf.pipeline.frontend import build_speech_frontend
+
+    frontend = build_speech_frontend(config)
+    return {frontend.input_key: frontend.batch_features(frontend.batch_waveforms(wavs)).numpy()}
+
+
+def clips():
+    return tf.constant([synthetic_wav(16000), _wav_bytes(synth_tone(0.7, freq=300.0)), _wav_bytes(synth_tone(0.9, freq=520.0))])
+
+
+def mean_encoder_weights(models):
+    return [
+        np.mean([w.numpy() for w in weights], axis=0)
+        for weights in zip(*(model.speech_backbone.top_encoder.weights for model in models))
+    ]
+
+
+def test_the_heads_of_the_runs_answer_on_their_mean_trained_layer(fine_tuned_models):
+    from bimer_tf.serving.export import shared_encoder_ensemble
+
+    config, models = fine_tuned_models
+    inputs = frozen_states(config, clips())
+    plain = np.mean([model.predict(inputs, verbose=0) for model in models], axis=0)
+    mean_encoder = mean_encoder_weights(models)
+    # The runs' whole models, each with the mean layer in place of its own.
+    expected = np.mean([with_encoder(config, model, mean_encoder).predict(inputs, verbose=0) for model in models], axis=0)
+
+    copies = [with_encoder(config, model, [w.numpy() for w in model.speech_backbone.top_encoder.weights]) for model in models]
+    shared = shared_encoder_ensemble(copies, ["runs/a", "runs/b"])
+    answer = shared.predict(inputs, verbose=0)
+    np.testing.assert_allclose(answer, expected, atol=1e-5)
+    assert np.max(np.abs(answer - plain)) > 1e-4  # the runs' own layers differed
+    np.testing.assert_allclose(answer.sum(axis=1), 1.0, atol=1e-5)
+    # One trained layer (the first run's, holding the mean), then one head per run without a layer of its own.
+    first_encoder, second_encoder = (copy.speech_backbone.top_encoder for copy in copies)
+    assert [layer.name for layer in shared.layers[2:]] == ["head_0", "head_1", "probabilities"]
+    assert shared.layers[1] is first_encoder
+    heads = shared.layers[2:4]
+    assert not any(layer in (first_encoder, second_encoder) for head in heads for layer in head.layers)
+
+
+def test_export_average_encoder(fine_tuned_models, tmp_path, capsys):
+    """The export (its fresh-process check passes) answers what the runs' heads
+    on their mean trained layer answer, and says how it was averaged."""
+    from bimer_tf.serving.export_dir import read_export_info
+
+    config, models = fine_tuned_models
+    runs = [make_run(tmp_path / name, model, config) for name, model in zip("ab", models)]
+    argv = ["--run", runs[0], "--run", runs[1], "--average", "encoder", "--output", tmp_path / "shared"]
+    assert _export_command(argv) == 0
+    export = tmp_path / "shared" / "1"
+    assert f"exported {export}" in capsys.readouterr().out
+    info = read_export_info(export)
+    assert info.average == "encoder" and info.runs == tuple(map(str, runs))
+
+    wavs = clips()
+    served = load_saved_model(export)[0](audio_wav=wavs)["probabilities"].numpy()
+    inputs = frozen_states(config, wavs)
+    mean_encoder = mean_encoder_weights(models)
+    expected = np.mean([with_encoder(config, model, mean_encoder).predict(inputs, verbose=0) for model in models], axis=0)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_runs_without_a_trained_encoder_are_refused(tiny_corpus, tiny_bert_preset, fine_tuned_models, tmp_path, capsys):
+    from bimer_tf.config import load_config
+    from bimer_tf.models import build_model
+    from bimer_tf.serving.export import shared_encoder_ensemble
+
+    config, models = fine_tuned_models
+    frozen = build_model(whisper_config(tiny_corpus, tiny_bert_preset, trainable_layers=0))
+    with pytest.raises(InputError, match=r"runs/frozen has no trained Whisper encoder layers to share: .*trainable_layers >= 1"):
+        shared_encoder_ensemble([models[0], frozen], ["runs/tuned", "runs/frozen"])
+    spectrogram = build_model(load_config(model="ser_resnet_crnn_at", overrides=tiny_overrides(tiny_corpus, tiny_bert_preset)))
+    with pytest.raises(InputError, match="runs/resnet has no trained Whisper encoder layers"):
+        shared_encoder_ensemble([spectrogram, spectrogram], ["runs/resnet", "runs/resnet2"])
+    one = make_run(tmp_path / "one", models[0], config)
+    assert _export_command(["--run", one, "--average", "encoder", "--output", tmp_path / "export"]) == 2
+    assert "--average encoder takes at least two runs" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists()
