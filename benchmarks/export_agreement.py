@@ -5,8 +5,9 @@
 
 Both exports answer every row (their `serving_default`, with the inputs the
 first export's metadata names: the WAV bytes and/or the transcript). Prints
-one JSON line: the rows, how many get the same class from both, and the
-mean and largest absolute difference of their probabilities. No label is
+one JSON line: the rows answered, how many get the same class from both,
+the mean and largest absolute difference of their probabilities, and the
+rows left out (a missing or unreadable file, with the reason). No label is
 read, so a corpus kept for testing can be used to check that a cheaper
 export (`export.py --average encoder`, say) stands in for the one it
 approximates without scoring either.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bimer_tf.cli import quiet_startup  # noqa: E402
+from bimer_tf.cli import quiet_startup, run_main  # noqa: E402
 
 quiet_startup()  # before anything imports TensorFlow
 
@@ -40,29 +41,49 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from bimer_tf.data.manifest import read_manifest
+    from bimer_tf.errors import op_error_message
     from bimer_tf.serving.export_dir import AUDIO_INPUT, TEXT_INPUT, load_saved_model, read_export_info
 
     inputs = read_export_info(args.saved_model[0]).inputs
-    rows = read_manifest(args.manifest)
     signatures = [load_saved_model(folder)[0] for folder in args.saved_model]
-    answers = [[], []]
+
+    def answer(batch) -> tuple:
+        """Both exports' probabilities for the rows."""
+        values = {}
+        if AUDIO_INPUT in inputs:
+            values[AUDIO_INPUT] = tf.constant([Path(row["audio"]).read_bytes() for row in batch])
+        if TEXT_INPUT in inputs:
+            values[TEXT_INPUT] = tf.constant([row["text"] or "" for row in batch])
+        return tuple(signature(**values)["probabilities"].numpy() for signature in signatures)
+
+    rows, left_out = [], []
+    for row in read_manifest(args.manifest):
+        if AUDIO_INPUT in inputs and not (row["audio"] and Path(row["audio"]).is_file()):
+            left_out.append(f"{row['id']}: no audio file ({row['audio']})")
+        else:
+            rows.append(row)
+    answered = []
     for start in range(0, len(rows), args.batch):
         batch = rows[start : start + args.batch]
-        feed = {}
-        if AUDIO_INPUT in inputs:
-            feed[AUDIO_INPUT] = tf.constant([Path(row["audio"]).read_bytes() for row in batch])
-        if TEXT_INPUT in inputs:
-            feed[TEXT_INPUT] = tf.constant([row["text"] or "" for row in batch])
-        for answer, signature in zip(answers, signatures):
-            answer.append(signature(**feed)["probabilities"].numpy())
-    first, second = (np.concatenate(answer) for answer in answers)
+        try:
+            answered.append(answer(batch))
+        except tf.errors.InvalidArgumentError:
+            for row in batch:  # the export refuses a batch for one bad clip: answer the rows alone
+                try:
+                    answered.append(answer([row]))
+                except tf.errors.InvalidArgumentError as error:
+                    left_out.append(f"{row['id']}: {op_error_message(error)}")
+    if not answered:
+        raise SystemExit(f"no row of {args.manifest} was answered by both exports: {left_out[:3]}")
+    first, second = (np.concatenate([pair[index] for pair in answered]) for index in (0, 1))
     difference = np.abs(first - second)
     same = first.argmax(axis=1) == second.argmax(axis=1)
     print(json.dumps({
         "benchmark": "export_agreement",
         "saved_models": args.saved_model,
         "manifest": args.manifest,
-        "rows": len(rows),
+        "rows": len(first),
+        "left_out": left_out,
         "same_class": int(same.sum()),
         "same_class_share": round(float(same.mean()), 4),
         "mean_abs_difference": round(float(difference.mean()), 4),
@@ -72,4 +93,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))
