@@ -450,6 +450,8 @@ def test_runs_without_a_trained_encoder_are_refused(tiny_corpus, tiny_bert_prese
     frozen = build_model(whisper_config(tiny_corpus, tiny_bert_preset, trainable_layers=0))
     with pytest.raises(InputError, match=r"runs/frozen has no trained Whisper encoder layers to share: .*trainable_layers >= 1"):
         shared_encoder_ensemble([models[0], frozen], ["runs/tuned", "runs/frozen"])
+    with pytest.raises(ValueError, match="pooling_head needs top_encoder"):
+        frozen.head_after_encoder()
     spectrogram = build_model(load_config(model="ser_resnet_crnn_at", overrides=tiny_overrides(tiny_corpus, tiny_bert_preset)))
     with pytest.raises(InputError, match="runs/resnet has no trained Whisper encoder layers"):
         shared_encoder_ensemble([spectrogram, spectrogram], ["runs/resnet", "runs/resnet2"])
