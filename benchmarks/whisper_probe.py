@@ -87,17 +87,17 @@ def cached_states(source, rows, audio, batch, cache: Path | None) -> np.ndarray:
     return pooled
 
 
-def unweighted_accuracy(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
-    recalls = [np.mean(predicted[labels == c] == c) for c in range(classes) if np.any(labels == c)]
-    return float(np.mean(recalls))
-
-
-def probe(features, labels, folds, cross, classes: int, c: float) -> dict:
+def probe(features, labels, folds, cross, classes: list[str], c: float) -> dict:
     """Per fold: a standardiser + balanced logistic regression fitted on the
     training rows; UA on validation, test and the cross-corpus rows."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from bimer_tf.evaluation.metrics import classification_report
+
+    def unweighted_accuracy(model, x, y) -> float:
+        return classification_report(y, model.predict_proba(x), classes)["ua"]
 
     scores = {"val": [], "test": [], "cross": []}
     for fold in folds:
@@ -107,9 +107,9 @@ def probe(features, labels, folds, cross, classes: int, c: float) -> dict:
         model.fit(features[fold["train"]], labels[fold["train"]])
         for split in ("val", "test"):
             index = fold[split]
-            scores[split].append(unweighted_accuracy(labels[index], model.predict(features[index]), classes))
+            scores[split].append(unweighted_accuracy(model, features[index], labels[index]))
         if cross is not None:
-            scores["cross"].append(unweighted_accuracy(cross[1], model.predict(cross[0]), classes))
+            scores["cross"].append(unweighted_accuracy(model, cross[0], cross[1]))
     return {split: values for split, values in scores.items() if values}
 
 
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         cross = None
         if cross_labels is not None:
             cross = (np.concatenate([per_layer[key][1] for key in keys], axis=1), cross_labels)
-        scores = probe(features, labels, fold_rows, cross, len(classes), args.c)
+        scores = probe(features, labels, fold_rows, cross, classes, args.c)
         result = {"probe": name, "dims": int(features.shape[1])}
         for split, values in scores.items():
             result[f"{split}_ua"] = round(float(np.mean(values)), 4)
