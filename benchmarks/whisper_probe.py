@@ -14,7 +14,8 @@ clip's own frames (the padding's states left out). A standardiser and a
 class-balanced logistic regression are fitted on each fold's training rows
 and scored (unweighted accuracy) on its validation and test rows, and on
 every row of `--cross-manifest` whose label the folds know (trained on that
-fold's training rows only).
+fold's training rows only). Rows without a readable WAV are left out, each
+named with the reason.
 
 Probes: every single layer of every source, then, per source, the layer
 with the best mean validation UA, and all the sources' best layers
@@ -87,6 +88,25 @@ def cached_states(source, rows, audio, batch, cache: Path | None) -> np.ndarray:
     return pooled
 
 
+def readable(rows: list[dict], manifest: str) -> list[dict]:
+    """The rows whose audio is a readable WAV; the others are left out, each
+    named with the reason (a fold then has fewer rows, never a wrong one)."""
+    from bimer_tf.audio.wav import check_wav
+    from bimer_tf.errors import InputError
+
+    kept = []
+    for row in rows:
+        try:
+            if not row.get("audio"):
+                raise InputError("the row has no audio")
+            check_wav(row["audio"])
+        except InputError as error:
+            print(f"left out {row['id']} of {manifest}: {error}", file=sys.stderr)
+            continue
+        kept.append(row)
+    return kept
+
+
 def probe(features, labels, folds, cross, classes: list[str], c: float) -> dict:
     """Per fold: a standardiser + balanced logistic regression fitted on the
     training rows; UA on validation, test and the cross-corpus rows."""
@@ -129,7 +149,7 @@ def main(argv=None) -> int:
     from bimer_tf.config import AudioConfig
     from bimer_tf.data.manifest import read_manifest, read_splits
 
-    rows = [row for row in read_manifest(args.manifest) if row.get("augmentation") is None]
+    rows = readable([row for row in read_manifest(args.manifest) if row.get("augmentation") is None], args.manifest)
     _, folds = read_splits(args.splits)
     classes = sorted({row["label"] for row in rows})
     position = {row["id"]: i for i, row in enumerate(rows)}
@@ -140,7 +160,9 @@ def main(argv=None) -> int:
     labels = np.array([classes.index(row["label"]) for row in rows])
     cross_rows = []
     if args.cross_manifest:
-        cross_rows = [row for row in read_manifest(args.cross_manifest) if row["label"] in classes]
+        cross_rows = readable(
+            [row for row in read_manifest(args.cross_manifest) if row["label"] in classes], args.cross_manifest
+        )
     audio = AudioConfig(max_duration_s=args.max_duration_s, loudness_dbfs=args.loudness_dbfs)
 
     per_layer = {}  # (source, layer) -> pooled features of the corpus and the cross corpus
