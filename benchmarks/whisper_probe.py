@@ -148,6 +148,7 @@ def main(argv=None) -> int:
 
     from bimer_tf.config import AudioConfig
     from bimer_tf.data.manifest import read_manifest, read_splits
+    from bimer_tf.errors import InputError
 
     rows = readable([row for row in read_manifest(args.manifest) if row.get("augmentation") is None], args.manifest)
     _, folds = read_splits(args.splits)
@@ -157,6 +158,13 @@ def main(argv=None) -> int:
         {split: np.array([position[i] for i in getattr(fold, split) if i in position]) for split in ("train", "val", "test")}
         for fold in folds
     ]
+    for fold, indices in zip(folds, fold_rows):
+        empty = [split for split, index in indices.items() if not len(index)]
+        if empty:
+            raise InputError(
+                f"{args.splits}: fold {fold.name} has no readable row of {args.manifest} in its "
+                f"{', '.join(empty)} split; split this manifest with `python -m bimer_tf.data.split`"
+            )
     labels = np.array([classes.index(row["label"]) for row in rows])
     cross_rows = []
     if args.cross_manifest:
