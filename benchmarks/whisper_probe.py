@@ -139,8 +139,12 @@ def main(argv=None) -> int:
     parser.add_argument("--splits", required=True, help="its splits.json (e.g. speaker folds)")
     parser.add_argument("--source", action="append", required=True, help="a Whisper source (repeat for several)")
     parser.add_argument("--cross-manifest", help="a corpus scored by each fold's probe (rows of unknown labels left out)")
-    parser.add_argument("--max-duration-s", type=float, default=5.0)
-    parser.add_argument("--loudness-dbfs", type=float, default=None)
+    parser.add_argument(
+        "--max-duration-s", type=float, default=5.0, help="the window, as audio.max_duration_s (default %(default)s: the RAVDESS recipes')"
+    )
+    parser.add_argument(
+        "--loudness-dbfs", type=float, default=None, help="the level step, as audio.loudness_dbfs (-23 in the served recipe; default: none)"
+    )
     parser.add_argument("--c", type=float, default=1.0, help="inverse regularisation of the regression")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--cache", type=Path, help="folder keeping the pooled states between runs")
